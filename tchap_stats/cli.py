@@ -1,0 +1,267 @@
+"""The `tchap-stats` command line.
+
+Exit codes: 0 success · 1 failure (a file failed, or the run could not start) ·
+2 bad usage · 3 finished, but some expected input files were missing (each named).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from . import generate as generate_module
+from .config import ConfigError, Settings, mask
+from .database import DatabaseError, connect, resolve_database_url
+from .exports import default_exports, parse_only
+from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, days_between, run, yesterday
+from .schema import LegacySchemaError, migrate
+from .source import open_source
+
+log = logging.getLogger("tchap_stats")
+
+
+class MaskingFilter(logging.Filter):
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = mask(record.getMessage(), self.secrets)
+        record.args = ()
+        return True
+
+
+def _setup_logging(verbose: bool, settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(MaskingFilter(settings.secrets()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("tchap_stats").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+class Context:
+    def __init__(self, source: str | None):
+        self.source_option = source
+        self.settings = Settings.from_env(source)
+
+    def fail(self, message: str, code: int = EXIT_FAILED) -> None:
+        click.echo(f"error: {mask(message, self.settings.secrets())}", err=True)
+        sys.exit(code)
+
+
+def _iso_date(_ctx, _param, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date like 2024-11-14") from exc
+
+
+def _only(_ctx, _param, value: str | None):
+    if value is None:
+        return None
+    try:
+        return parse_only(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--source", envvar="TCHAP_STATS_SOURCE", metavar="DIR_OR_S3_URL",
+              help="Where the export files are: a local directory or s3://bucket/prefix. "
+                   "Overrides S3_BUCKET_NAME. [env TCHAP_STATS_SOURCE]")
+@click.option("-v", "--verbose", is_flag=True, help="Also log DuckDB and database steps.")
+@click.pass_context
+def cli(ctx: click.Context, source: str | None, verbose: bool) -> None:
+    """Load Tchap's daily usage exports from S3 into PostgreSQL, through DuckDB.
+
+    \b
+    Example (production settings come from the environment):
+      DATABASE_URL=postgresql://user:pw@host/db S3_BUCKET_NAME=exports \\
+      S3_ACCESS_KEY_ID=... S3_SECRET_ACCESS_KEY=... tchap-stats sync
+
+    Without DATABASE_URL, an embedded PostgreSQL under ./.tchap-stats is used.
+    Exit codes: 0 ok, 1 failure, 2 bad usage, 3 expected input files missing.
+    """
+    try:
+        ctx.obj = Context(source)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    _setup_logging(verbose, ctx.obj.settings)
+
+
+def _database_url(obj: Context) -> str:
+    try:
+        return resolve_database_url(obj.settings.database_url)
+    except DatabaseError as exc:
+        obj.fail(str(exc))
+        raise  # unreachable
+
+
+@cli.command("migrate")
+@click.pass_obj
+def migrate_command(obj: Context) -> None:
+    """Create or upgrade the database schema (idempotent; run it on every deploy).
+
+    \b
+    Example:
+      tchap-stats migrate
+    """
+    url = _database_url(obj)
+    try:
+        with connect(url, autocommit=True) as conn:
+            applied = migrate(conn)
+    except LegacySchemaError as exc:
+        obj.fail(str(exc))
+    click.echo(f"schema up to date ({', '.join(applied)} applied now)" if applied
+               else "schema already up to date")
+
+
+def _report(report: RunReport) -> None:
+    click.echo(report.totals())
+    if report.missing:
+        click.echo("missing files:")
+        for outcome in report.missing:
+            click.echo(f"  {outcome.name}")
+
+
+def _echo_outcome(outcome) -> None:
+    click.echo(outcome.summary(), err=outcome.status == "failed")
+
+
+def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, jobs: int,
+          progress: bool) -> None:
+    settings = obj.settings
+    exports = only or default_exports(settings.enabled_exports)
+    try:
+        source = open_source(settings.source, settings.s3)
+    except ConfigError as exc:
+        obj.fail(str(exc), EXIT_USAGE)
+    url = _database_url(obj)
+    try:
+        report = run(settings, url, source, exports, days, replace=replace, force=force,
+                     jobs=jobs, progress=progress, on_outcome=_echo_outcome)
+    except Exception as exc:  # the run could not start or the database went away
+        log.debug("run failed", exc_info=True)
+        obj.fail(str(exc))
+    _report(report)
+    sys.exit(report.exit_code)
+
+
+_only_option = click.option(
+    "--only", callback=_only, metavar="EXPORTS",
+    help="Comma-separated export names (default: the enabled exports).")
+_force_option = click.option("--force", is_flag=True,
+                             help="Reload files already loaded with the same ETag.")
+_replace_option = click.option(
+    "--replace", is_flag=True,
+    help="Each day in a file ends up holding exactly that file's rows (default: merge).")
+
+
+@cli.command()
+@click.option("--date", "day", callback=_iso_date, metavar="YYYY-MM-DD",
+              help="Extraction day to load (default: yesterday, Europe/Paris).")
+@_only_option
+@_force_option
+@_replace_option
+@click.pass_obj
+def sync(obj: Context, day: date | None, only, force: bool, replace: bool) -> None:
+    """Load the files of one extraction day (the nightly job).
+
+    \b
+    Example:
+      tchap-stats sync                      # yesterday's files
+      tchap-stats sync --date 2024-11-14 --only user_daily_visits
+    """
+    day = day or yesterday(obj.settings.timezone)
+    _load(obj, [day], only, replace=replace, force=force, jobs=1, progress=False)
+
+
+@cli.command()
+@click.option("--from", "first", required=True, callback=_iso_date, metavar="YYYY-MM-DD")
+@click.option("--to", "last", required=True, callback=_iso_date, metavar="YYYY-MM-DD")
+@_only_option
+@_force_option
+@_replace_option
+@click.option("--jobs", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Files loaded at once.")
+@click.pass_obj
+def backfill(obj: Context, first: date, last: date, only, force: bool, replace: bool,
+             jobs: int) -> None:
+    """Load every file of a range of extraction days, skipping those already loaded.
+
+    Missing days are listed at the end (exit code 3); the others are loaded anyway.
+
+    \b
+    Example:
+      tchap-stats backfill --from 2024-01-01 --to 2024-03-31 --jobs 2
+    """
+    if last < first:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    _load(obj, days_between(first, last), only, replace=replace, force=force, jobs=jobs,
+          progress=True)
+
+
+@cli.command("generate")
+@click.option("--from", "first", required=True, callback=_iso_date, metavar="YYYY-MM-DD")
+@click.option("--to", "last", required=True, callback=_iso_date, metavar="YYYY-MM-DD")
+@click.option("--rows-per-day", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--out", required=True, metavar="DIR_OR_S3_URL")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--malformed", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of malformed lines.")
+@click.pass_obj
+def generate_command(obj: Context, first: date, last: date, rows_per_day: int, out: str,
+                     seed: int, malformed: float) -> None:
+    """Write realistic synthetic user_daily_visits files (deterministic for a seed).
+
+    \b
+    Example:
+      tchap-stats generate --from 2024-11-01 --to 2024-11-30 --rows-per-day 50000 \\
+          --out ./exports --malformed 0.001
+    """
+    if last < first:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    options = generate_module.Options(rows_per_day=rows_per_day, seed=seed, malformed=malformed)
+    for path, lines in generate_module.generate(first, last, out, options, obj.settings.s3):
+        click.echo(f"{path}: {lines:,} lines")
+
+
+DEMO_DIR = Path(".tchap-stats/demo-exports")
+
+
+@cli.command()
+@click.option("--days", type=click.IntRange(1, 3650), default=60, show_default=True)
+@click.option("--rows-per-day", type=click.IntRange(1), default=5_000, show_default=True)
+@click.pass_obj
+def demo(obj: Context, days: int, rows_per_day: int) -> None:
+    """Synthetic exports → embedded PostgreSQL, printing what was done.
+
+    Generates DAYS days of files (ending yesterday) under .tchap-stats/demo-exports,
+    loads them into the embedded PostgreSQL (never DATABASE_URL), and shows sample rows.
+    Run it twice: the second run skips every file already loaded.
+
+    \b
+    Example:
+      tchap-stats demo --days 60
+    """
+    from .demo import run_demo
+
+    sys.exit(run_demo(obj.settings, DEMO_DIR, days, rows_per_day))
+
+
+def main() -> None:
+    cli(prog_name="tchap-stats")
+
+
+if __name__ == "__main__":
+    main()
+

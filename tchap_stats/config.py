@@ -1,0 +1,134 @@
+"""Settings read from the environment (DESIGN §6), and the masking of secrets.
+
+Every variable keeps the name the old scripts used, so a Scalingo app can switch
+without touching its environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_S3_ENDPOINT = "s3.gra.cloud.ovh.net"
+DEFAULT_S3_REGION = "gra"
+DEFAULT_TZ = "Europe/Paris"
+# DuckDB's share of a Scalingo M container (512 MiB): the rest is Python, psycopg and slack.
+DEFAULT_DUCKDB_MEMORY = "192MB"
+DEFAULT_REJECT_THRESHOLD = 0.01
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SQL_DIR = PROJECT_DIR / "sql"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean (use true or false)")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    bucket: str | None
+    access_key_id: str | None
+    secret_access_key: str | None
+    endpoint: str = DEFAULT_S3_ENDPOINT  # host[:port], no scheme
+    region: str = DEFAULT_S3_REGION
+    url_style: str = "vhost"
+    use_ssl: bool = True
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"{'https' if self.use_ssl else 'http'}://{self.endpoint}"
+
+    @classmethod
+    def from_env(cls) -> S3Settings:
+        endpoint = os.environ.get("S3_ENDPOINT") or DEFAULT_S3_ENDPOINT
+        use_ssl = _env_bool("S3_USE_SSL", True)
+        scheme, sep, rest = endpoint.partition("://")
+        if sep:
+            if scheme not in {"http", "https"}:
+                raise ConfigError(
+                    f"S3_ENDPOINT={endpoint!r}: only http:// or https:// are accepted")
+            use_ssl = scheme == "https"
+            endpoint = rest
+        endpoint = endpoint.rstrip("/")
+        url_style = (os.environ.get("S3_URL_STYLE") or "vhost").strip().lower()
+        if url_style not in {"vhost", "path"}:
+            raise ConfigError(f"S3_URL_STYLE={url_style!r}: use vhost or path")
+        return cls(
+            bucket=os.environ.get("S3_BUCKET_NAME") or None,
+            access_key_id=os.environ.get("S3_ACCESS_KEY_ID") or None,
+            secret_access_key=os.environ.get("S3_SECRET_ACCESS_KEY") or None,
+            endpoint=endpoint,
+            region=os.environ.get("S3_REGION") or DEFAULT_S3_REGION,
+            url_style=url_style,
+            use_ssl=use_ssl,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    s3: S3Settings
+    source: str | None  # a local directory or s3://bucket/prefix; overrides S3_BUCKET_NAME
+    timezone: str = DEFAULT_TZ
+    duckdb_memory: str = DEFAULT_DUCKDB_MEMORY
+    spill_dir: Path = field(default_factory=lambda: Path(".tchap-stats/spill"))
+    reject_threshold: float = DEFAULT_REJECT_THRESHOLD
+    enabled_exports: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, source: str | None = None) -> Settings:
+        threshold = os.environ.get("TCHAP_STATS_REJECT_THRESHOLD")
+        try:
+            reject_threshold = float(threshold) if threshold else DEFAULT_REJECT_THRESHOLD
+        except ValueError as exc:
+            raise ConfigError(
+                f"TCHAP_STATS_REJECT_THRESHOLD={threshold!r} is not a fraction like 0.01"
+            ) from exc
+        enabled = os.environ.get("TCHAP_STATS_EXPORTS", "")
+        return cls(
+            database_url=os.environ.get("DATABASE_URL") or None,
+            s3=S3Settings.from_env(),
+            source=source or os.environ.get("TCHAP_STATS_SOURCE") or None,
+            timezone=os.environ.get("TCHAP_STATS_TZ") or DEFAULT_TZ,
+            duckdb_memory=os.environ.get("TCHAP_STATS_DUCKDB_MEMORY") or DEFAULT_DUCKDB_MEMORY,
+            spill_dir=Path(os.environ.get("TCHAP_STATS_SPILL_DIR") or ".tchap-stats/spill"),
+            reject_threshold=reject_threshold,
+            enabled_exports=tuple(e.strip() for e in enabled.split(",") if e.strip()),
+        )
+
+    def secrets(self) -> list[str]:
+        found = [self.s3.secret_access_key, self.s3.access_key_id]
+        if self.database_url:
+            password = urlsplit(self.database_url).password
+            found.append(password)
+        return [s for s in found if s]
+
+
+# user:password@ in any URL-ish string (postgres://, s3 endpoints, DSNs in error messages)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):(?P<pw>[^@\s]+)@")
+_KEYWORD_PASSWORD = re.compile(
+    r"(?i)\b(password|secret|secret_access_key|key_id)(\s*[=:]\s*)('?)[^\s',]+")
+
+
+def mask(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Hide passwords and keys: known secret values, URL passwords and key=value spellings."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    text = _URL_PASSWORD.sub(r"\g<scheme>:***@", text)
+    return _KEYWORD_PASSWORD.sub(r"\1\2\3***", text)

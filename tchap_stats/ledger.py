@@ -1,0 +1,108 @@
+"""The ledger (schema tchap_stats): which files were processed, what each did to each
+day, which lines were rejected, and which days changed since the summaries last ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+
+from .source import SourceFile
+from .staging import Reject
+
+
+@dataclass(frozen=True)
+class DayResult:
+    day: date
+    rows_in_file: int  # after in-file deduplication
+    inserted: int  # keys new to the day
+    replaced: int  # existing rows this file's row won over
+    removed: int = 0  # rows deleted by --replace
+
+    @property
+    def loaded(self) -> int:
+        return self.inserted + self.replaced
+
+    @property
+    def changed(self) -> bool:
+        return self.loaded > 0 or self.removed > 0
+
+
+def mark_interrupted(conn: psycopg.Connection) -> int:
+    """Loads left 'running' by a process that is gone (killed, container stopped)."""
+    cur = conn.execute(
+        """
+        UPDATE tchap_stats.loads SET status = 'interrupted', finished_at = now(),
+               error = 'the process running this load stopped before it finished'
+        WHERE status = 'running'
+          AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+        """
+    )
+    return cur.rowcount
+
+
+def is_loaded(conn: psycopg.Connection, export: str, file: SourceFile) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM tchap_stats.loads "
+        "WHERE export = %s AND file_key = %s AND etag = %s AND status = 'loaded' LIMIT 1",
+        (export, file.key, file.etag),
+    ).fetchone()
+    return row is not None
+
+
+def start(conn: psycopg.Connection, export: str, file: SourceFile,
+          extraction_date: date | None, mode: str) -> int:
+    return conn.execute(
+        "INSERT INTO tchap_stats.loads "
+        "(export, file_key, etag, size_bytes, extraction_date, mode, status) "
+        "VALUES (%s, %s, %s, %s, %s, %s, 'running') RETURNING load_id",
+        (export, file.key, file.etag, file.size, extraction_date, mode),
+    ).fetchone()[0]
+
+
+def save_rejects(conn: psycopg.Connection, load_id: int, file_key: str,
+                 rejects: Iterable[Reject]) -> None:
+    with conn.cursor().copy(
+        "COPY tchap_stats.rejects (load_id, file_key, line, column_name, reason, raw_line) "
+        "FROM STDIN"
+    ) as copy:
+        for r in rejects:
+            copy.write_row((load_id, file_key, r.line, r.column, r.reason, r.raw_line))
+
+
+def fail(conn: psycopg.Connection, load_id: int, error: str, *, rows_read: int | None = None,
+         rows_rejected: int | None = None) -> None:
+    conn.execute(
+        "UPDATE tchap_stats.loads SET status = 'failed', finished_at = clock_timestamp(), "
+        "error = %s, rows_read = %s, rows_rejected = %s, rows_loaded = 0 WHERE load_id = %s",
+        (error, rows_read, rows_rejected, load_id),
+    )
+
+
+def finish(conn: psycopg.Connection, load_id: int, export: str, *, rows_read: int,
+           rows_loaded: int, rows_duplicate: int, rows_rejected: int,
+           days: list[DayResult]) -> None:
+    """Record a successful load; called inside the transaction that wrote its rows."""
+    changed = [d.day for d in days if d.changed]
+    conn.execute(
+        "UPDATE tchap_stats.loads SET status = 'loaded', finished_at = clock_timestamp(), "
+        "rows_read = %s, rows_loaded = %s, rows_duplicate = %s, rows_rejected = %s, "
+        "days_changed = %s WHERE load_id = %s",
+        (rows_read, rows_loaded, rows_duplicate, rows_rejected, len(changed), load_id),
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO tchap_stats.load_days "
+            "(load_id, day, rows_in_file, rows_inserted, rows_replaced, rows_removed) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [(load_id, d.day, d.rows_in_file, d.inserted, d.replaced, d.removed) for d in days],
+        )
+        cur.executemany(
+            "INSERT INTO tchap_stats.changed_days (export, day, last_load_id) "
+            "VALUES (%s, %s, %s) ON CONFLICT (export, day) "
+            "DO UPDATE SET last_load_id = excluded.last_load_id, changed_at = now()",
+            [(export, day, load_id) for day in changed],
+        )

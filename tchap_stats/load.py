@@ -1,0 +1,138 @@
+"""Load: one staged file into its PostgreSQL table, atomically, then into the ledger.
+
+All the days a file touches are written in one transaction, together with the ledger's
+'loaded' status, the per-day counts and the changed days: a run killed at any point
+leaves every day as it was or fully loaded, and the next run simply loads the file again.
+
+Per day:
+- a day that holds no rows yet (the nightly case) receives the file's rows with a COPY
+  straight into its month partition;
+- a day that holds rows is merged: the file's rows go to a temporary table, then the
+  export's merge rule decides, key by key, which row stays (sql/load/merge_*.sql);
+- with --replace, the day is emptied first and receives exactly the file's rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import psycopg
+from psycopg import sql
+
+from .config import SQL_DIR
+from .exports import Export
+from .ledger import DayResult
+from .staging import StagedFile, Stager
+
+log = logging.getLogger(__name__)
+
+LOAD_SQL = SQL_DIR / "load"
+_PARTITION_LOCK = 0x7C4A_0002  # advisory lock id serialising partition creation
+
+
+def _statement(name: str, **parts: sql.Composable) -> sql.Composed:
+    return sql.SQL((LOAD_SQL / name).read_text()).format(**parts)
+
+
+def month_bounds(day: date) -> tuple[date, date]:
+    lower = day.replace(day=1)
+    upper = date(lower.year + (lower.month == 12), lower.month % 12 + 1, 1)
+    return lower, upper
+
+
+def partition_name(export: Export, day: date) -> str:
+    return f"{export.table}_p{day:%Y_%m}"
+
+
+def ensure_partitions(conn: psycopg.Connection, export: Export, days: list[date]) -> None:
+    """Create the month partitions the days need, in a short transaction of their own
+    (an empty partition is harmless, and creating it locks the parent table briefly)."""
+    months = sorted({month_bounds(d) for d in days})
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
+        for lower, upper in months:
+            conn.execute(_statement(
+                "partition.sql",
+                partition=sql.Identifier(partition_name(export, lower)),
+                table=sql.Identifier(export.table),
+                lower=sql.Literal(lower), upper=sql.Literal(upper),
+            ))
+
+
+def lock_days(conn: psycopg.Connection, export: Export, days: list[date]) -> None:
+    """Serialise writers of the same days (parallel backfill, overlapping cron runs).
+    Always taken in date order, so two loads never wait on each other in a cycle."""
+    for day in sorted(days):
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{export.name}:{day}",))
+
+
+class DayWriter:
+    """Writes the staged rows of one file, day by day, inside the caller's transaction."""
+
+    def __init__(self, conn: psycopg.Connection, stager: Stager, staged: StagedFile):
+        self.conn = conn
+        self.stager = stager
+        self.staged = staged
+        self.export = staged.export
+        self._incoming: sql.Identifier | None = None
+
+    def _copy_day(self, target: sql.Composable, day: date) -> None:
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            target, sql.SQL(", ").join(map(sql.Identifier, self.export.table_columns)))
+        with self.conn.cursor().copy(statement) as copy:
+            for chunk in self.stager.stream_day(self.staged, day):
+                copy.write(chunk)
+
+    def _parts(self, day: date) -> dict[str, sql.Composable]:
+        return {"partition": sql.Identifier(partition_name(self.export, day)),
+                "day_column": sql.Identifier(self.export.partition_column)}
+
+    def write(self, day: date, replace: bool) -> DayResult:
+        rows = self.staged.days[day]
+        parts = self._parts(day)
+        params = {"day": day}
+        if replace:
+            removed = self.conn.execute(_statement("delete_day.sql", **parts), params).rowcount
+            self._copy_day(parts["partition"], day)
+            return DayResult(day, rows, inserted=rows, replaced=0, removed=removed)
+        has_rows = self.conn.execute(_statement("day_has_rows.sql", **parts), params).fetchone()[0]
+        if not has_rows:
+            self._copy_day(parts["partition"], day)
+            return DayResult(day, rows, inserted=rows, replaced=0)
+        return self._merge(day, rows, parts, params)
+
+    def _incoming_table(self) -> sql.Identifier:
+        if self._incoming is None:
+            suffix = self.export.table
+            self.conn.execute(_statement("incoming.sql", table_suffix=sql.SQL(suffix),
+                                         table=sql.Identifier(self.export.table)))
+            self._incoming = sql.Identifier(f"incoming_{suffix}")
+        self.conn.execute(sql.SQL("TRUNCATE {}").format(self._incoming))
+        return self._incoming
+
+    def _merge(self, day: date, rows: int, parts: dict[str, sql.Composable],
+               params: dict[str, date]) -> DayResult:
+        incoming = self._incoming_table()
+        self._copy_day(incoming, day)
+        self.conn.execute(sql.SQL("ANALYZE {}").format(incoming))
+        export = self.export
+
+        def ordered(alias: str) -> sql.Composable:
+            return sql.SQL(", ").join(
+                sql.SQL('{}.{} COLLATE "C"' if export.column_type(c) == "text" else "{}.{}")
+                .format(sql.Identifier(alias), sql.Identifier(c))
+                for c in export.merge.order)
+
+        key_match = sql.SQL(" AND ").join(
+            sql.SQL("t.{k} = i.{k}").format(k=sql.Identifier(k)) for k in export.key)
+        replaced = self.conn.execute(_statement(
+            "merge_keep_least_losers.sql", **parts, incoming=incoming, key_match=key_match,
+            incoming_order=ordered("i"), stored_order=ordered("t")), params).rowcount
+        inserted = self.conn.execute(_statement(
+            "merge_keep_least_insert.sql", **parts, incoming=incoming, key_match=key_match,
+            columns=sql.SQL(", ").join(map(sql.Identifier, export.table_columns)),
+            incoming_columns=sql.SQL(", ").join(
+                sql.SQL("i.{}").format(sql.Identifier(c)) for c in export.table_columns),
+        ), params).rowcount
+        return DayResult(day, rows, inserted=inserted - replaced, replaced=replaced)

@@ -1,0 +1,106 @@
+"""`tchap-stats migrate`: apply the numbered files of sql/migrations/ once each, in order.
+
+Idempotent and safe on every deploy: applied versions are recorded in
+tchap_stats.schema_version, and an advisory lock serialises concurrent runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from .config import SQL_DIR
+
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+_LOCK_KEY = 0x7C4A_0001  # advisory lock id for migrations
+
+
+class LegacySchemaError(RuntimeError):
+    """The database holds the old system's tables where ours would go."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        match = re.fullmatch(r"(\d+)_(\w+)\.sql", path.name)
+        if not match:
+            raise RuntimeError(f"{path}: migration files are named NNN_name.sql")
+        found.append(Migration(int(match[1]), match[2], path))
+    return found
+
+
+def _legacy_tables(conn: psycopg.Connection) -> list[str]:
+    """Old-system relations that a migration would otherwise have to replace."""
+    rows = conn.execute(
+        """
+        SELECT c.relname, c.relkind
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relname = ANY(%s) AND c.relkind IN ('r', 'm', 'v')
+        """,
+        (["user_daily_visits"],),
+    ).fetchall()
+    return [f"{name} ({ {'r': 'table', 'm': 'materialized view', 'v': 'view'}[kind] })"
+            for name, kind in rows]
+
+
+def applied_versions(conn: psycopg.Connection) -> set[int]:
+    exists = conn.execute("SELECT to_regclass('tchap_stats.schema_version')").fetchone()[0]
+    if exists is None:
+        return set()
+    return {v for (v,) in conn.execute("SELECT version FROM tchap_stats.schema_version")}
+
+
+def migrate(conn: psycopg.Connection) -> list[str]:
+    """Apply what is missing; return the names of the migrations applied now."""
+    applied_now = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        done = applied_versions(conn)
+        if not done:
+            legacy = _legacy_tables(conn)
+            if legacy:
+                raise LegacySchemaError(
+                    "this database holds the old system's " + ", ".join(legacy) + ". "
+                    "`migrate` never drops or rewrites existing data: take it over with the "
+                    "legacy migration (tchap-stats migrate-legacy, a later release), or point "
+                    "DATABASE_URL at an empty database."
+                )
+        conn.execute("CREATE SCHEMA IF NOT EXISTS tchap_stats")
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS tchap_stats.schema_version (
+                version    integer PRIMARY KEY,
+                name       text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        for migration in migrations():
+            if migration.version in done:
+                continue
+            conn.execute(migration.path.read_text())
+            conn.execute(
+                "INSERT INTO tchap_stats.schema_version (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+            applied_now.append(f"{migration.version:03d}_{migration.name}")
+    return applied_now
+
+
+def require_schema(conn: psycopg.Connection) -> None:
+    missing = {m.version for m in migrations()} - applied_versions(conn)
+    if missing:
+        raise RuntimeError(
+            "the database schema is not up to date (missing migrations "
+            f"{sorted(missing)}): run `tchap-stats migrate`"
+        )

@@ -1,0 +1,142 @@
+"""Where the export files are: a local directory or an S3 bucket (OVH Object Storage).
+
+A source finds a file by name and describes it (the URL DuckDB reads, ETag, size); it
+also reads a file's first line so the header can be checked before anything is staged.
+It never downloads a whole file: DuckDB reads the data itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .config import ConfigError, S3Settings
+
+HEAD_BYTES = 64 * 1024
+
+
+class SourceError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    key: str  # name relative to the source, as recorded in the ledger
+    url: str  # what DuckDB's read_csv opens
+    etag: str
+    size: int
+
+
+class Source(Protocol):
+    description: str
+
+    def find(self, name: str) -> SourceFile | None: ...
+
+    def first_line(self, file: SourceFile) -> bytes: ...
+
+    @property
+    def s3(self) -> S3Settings | None: ...
+
+
+def s3_client(settings: S3Settings):
+    """A boto3 client for the configured endpoint (OVH by default, any S3-compatible)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        config=Config(
+            s3={"addressing_style": "path" if settings.url_style == "path" else "virtual"},
+            retries={"max_attempts": 5, "mode": "standard"},
+        ),
+    )
+
+
+def _first_line(head: bytes) -> bytes:
+    return head.split(b"\n", 1)[0].rstrip(b"\r")
+
+
+class LocalSource:
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory).resolve()
+        self.description = str(self.directory)
+        if not self.directory.is_dir():
+            raise ConfigError(f"source directory {self.directory} does not exist")
+
+    @property
+    def s3(self) -> None:
+        return None
+
+    def find(self, name: str) -> SourceFile | None:
+        path = self.directory / name
+        if not path.is_file():
+            return None
+        digest = hashlib.md5(usedforsecurity=False)
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return SourceFile(key=name, url=str(path), etag=digest.hexdigest(),
+                          size=path.stat().st_size)
+
+    def first_line(self, file: SourceFile) -> bytes:
+        with open(file.url, "rb") as f:
+            return _first_line(f.read(HEAD_BYTES))
+
+
+class S3Source:
+    def __init__(self, settings: S3Settings, bucket: str, prefix: str = ""):
+        self.settings = settings
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.description = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.client = s3_client(settings)
+
+    @property
+    def s3(self) -> S3Settings:
+        return self.settings
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def find(self, name: str) -> SourceFile | None:
+        from botocore.exceptions import ClientError
+
+        key = self._key(name)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise SourceError(f"s3://{self.bucket}/{key}: {exc}") from exc
+        return SourceFile(key=key, url=f"s3://{self.bucket}/{key}",
+                          etag=head["ETag"].strip('"'), size=head["ContentLength"])
+
+    def first_line(self, file: SourceFile) -> bytes:
+        key = file.url.removeprefix(f"s3://{self.bucket}/")
+        body = self.client.get_object(Bucket=self.bucket, Key=key,
+                                      Range=f"bytes=0-{HEAD_BYTES - 1}")["Body"]
+        return _first_line(body.read())
+
+
+def open_source(location: str | None, s3: S3Settings) -> LocalSource | S3Source:
+    """--source / TCHAP_STATS_SOURCE when given (a directory or s3://bucket/prefix),
+    else the bucket S3_BUCKET_NAME."""
+    if location:
+        if location.startswith("s3://"):
+            bucket, _, prefix = location.removeprefix("s3://").partition("/")
+            if not bucket:
+                raise ConfigError(f"--source {location!r}: expected s3://bucket[/prefix]")
+            return S3Source(s3, bucket, prefix)
+        return LocalSource(location)
+    if not s3.bucket:
+        raise ConfigError(
+            "no source: set S3_BUCKET_NAME (with S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY), "
+            "or pass --source DIRECTORY_OR_S3_URL"
+        )
+    return S3Source(s3, s3.bucket)

@@ -1,0 +1,357 @@
+"""Staging: DuckDB reads one export file where it lies, checks, types, rejects,
+derives and deduplicates it, and keeps the result for the load stage to stream out.
+
+No row passes through Python: the load stage receives CSV bytes that DuckDB writes
+into a pipe (see `stream_day`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import csv
+import itertools
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+from sqlglot import exp
+
+from .config import SQL_DIR, Settings
+from .exports import Export
+from .source import Source, SourceFile
+
+log = logging.getLogger(__name__)
+
+STAGING_SQL = SQL_DIR / "staging"
+MAX_STORED_REJECTS = 10_000
+
+# Offsets are spelled +01, +0100, +01:00, " +02:00" or Z; a timestamp without one is
+# ambiguous and rejected. DuckDB's own cast does not accept the space before the offset.
+TIMESTAMPTZ_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})? ?([+-]\d{2}(:?\d{2})?|Z)"
+
+DUCKDB_TYPES = {"text": "VARCHAR", "timestamptz": "TIMESTAMPTZ", "int": "INTEGER", "date": "DATE"}
+TYPE_PROBLEMS = {
+    "timestamptz": "not a timestamp with a UTC offset",
+    "int": "not an integer",
+    "date": "not a date (YYYY-MM-DD)",
+}
+
+
+class StagingError(RuntimeError):
+    """The file cannot be staged; nothing of it was written anywhere."""
+
+
+class HeaderMismatch(StagingError):
+    pass
+
+
+@dataclass(frozen=True)
+class Reject:
+    line: int | None
+    column: str | None
+    reason: str
+    raw_line: str | None
+
+
+@dataclass
+class StagedFile:
+    export: Export
+    file: SourceFile
+    table: str  # DuckDB temp table holding the deduplicated rows
+    rows_read: int
+    rows_rejected: int
+    rows_valid: int
+    days: dict[date, int]  # day → deduplicated rows for that day
+    rejects: list[Reject] = field(default_factory=list)
+
+    @property
+    def rows_staged(self) -> int:
+        return sum(self.days.values())
+
+    @property
+    def duplicates_in_file(self) -> int:
+        return self.rows_valid - self.rows_staged
+
+
+def ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
+
+
+def literal(value: str) -> str:
+    return exp.Literal.string(value).sql(dialect="duckdb")
+
+
+def _render(template: str, **fragments: str) -> str:
+    return (STAGING_SQL / template).read_text().format(**fragments)
+
+
+def _parse_expression(column_type: str, raw: str) -> str:
+    if column_type == "text":
+        return raw
+    if column_type == "timestamptz":
+        return (f"CASE WHEN regexp_full_match({raw}, {literal(TIMESTAMPTZ_PATTERN)}) "
+                f"THEN try_cast(regexp_replace({raw}, ' ([+-])', '\\1') AS TIMESTAMPTZ) END")
+    return f"try_cast({raw} AS {DUCKDB_TYPES[column_type]})"
+
+
+def _csv_field(raw: str) -> str:
+    """SQL rebuilding one field of a rejected line, quoted as RFC 4180 would."""
+    return (f"CASE WHEN {raw} IS NULL THEN '' "
+            f"WHEN regexp_matches({raw}, '[\",\\r\\n]') "
+            f"THEN '\"' || replace({raw}, '\"', '\"\"') || '\"' ELSE {raw} END")
+
+
+def typed_rows_sql(export: Export, typed: str, reader_rejects: str, reader_scans: str) -> str:
+    raw = {c.name: ident(f"raw_{c.name}") for c in export.columns}
+    parsed = {c.name: ident(f"parsed_{c.name}") for c in export.columns}
+    problems: list[tuple[str, str, str]] = []  # (condition, column, reason SQL)
+    for c in export.columns:
+        if c.required:
+            problems.append((f"coalesce({raw[c.name]}, '') = ''", c.name, literal("empty value")))
+        if c.type != "text":
+            reason = f"{literal(TYPE_PROBLEMS[c.type] + ': ')} || {raw[c.name]}"
+            problems.append((f"{raw[c.name]} <> '' AND {parsed[c.name]} IS NULL", c.name, reason))
+    reject_column = "CASE " + " ".join(
+        f"WHEN {cond} THEN {literal(col)}" for cond, col, _ in problems) + " END"
+    reject_reason = "CASE " + " ".join(
+        f"WHEN {cond} THEN {literal(col + ': ')} || {reason}" for cond, col, reason in problems
+    ) + " END"
+
+    outputs = []
+    for c in export.columns:
+        value = parsed[c.name]
+        if c.type == "text" and not c.required:
+            value = f"coalesce({value}, '')"
+        outputs.append(f"{value} AS {ident(c.table_name)}")
+    derived = "".join(f",\n    {d.duckdb_sql} AS {ident(d.name)}" for d in export.derived)
+    return _render(
+        "typed_rows.sql",
+        typed=ident(typed),
+        output_columns=",\n        ".join(outputs),
+        derived_columns=derived,
+        reject_column=reject_column,
+        reject_reason=reject_reason,
+        raw_line=" || ',' || ".join(_csv_field(raw[c.name]) for c in export.columns),
+        parsed_columns=", ".join(
+            f"{_parse_expression(c.type, ident(c.name))} AS {parsed[c.name]}"
+            for c in export.columns),
+        raw_columns=", ".join(f"{ident(c.name)} AS {raw[c.name]}" for c in export.columns),
+        reader_columns="{" + ", ".join(f"{literal(c.name)}: 'VARCHAR'" for c in export.columns)
+        + "}",
+        reader_rejects=literal(reader_rejects),
+        reader_scans=literal(reader_scans),
+    )
+
+
+def deduplicated_rows_sql(export: Export, typed: str, staged: str) -> str:
+    others = [c for c in export.table_columns if c not in export.key]
+    struct_order = list(export.merge.order) + [c for c in others if c not in export.merge.order]
+    return _render(
+        "deduplicated_rows.sql",
+        staged=ident(staged),
+        typed=ident(typed),
+        key_columns=", ".join(ident(k) for k in export.key),
+        struct_fields=", ".join(f"{ident(c)} := {ident(c)}" for c in struct_order),
+        table_columns=", ".join(
+            ident(c) if c in export.key else f"best.{ident(c)} AS {ident(c)}"
+            for c in export.table_columns),
+    )
+
+
+def check_header(export: Export, file: SourceFile, first_line: bytes) -> None:
+    text = first_line.decode("utf-8-sig", errors="replace")
+    found = tuple(next(csv.reader([text]), []))
+    expected = export.header
+    if found == expected:
+        return
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    details = []
+    if missing:
+        details.append(f"missing column(s): {', '.join(missing)}")
+    if extra:
+        details.append(f"unexpected column(s): {', '.join(extra)}")
+    if not details:
+        details.append("columns in another order")
+    raise HeaderMismatch(
+        f"{file.key}: header does not match export {export.name} ({'; '.join(details)}). "
+        f"Expected: {','.join(expected)}. Found: {','.join(found)}"
+    )
+
+
+def _reader_line(record: int, reader_reject_lines: list[int]) -> int:
+    """Line of the `record`-th accepted record, counting the header and rejected records."""
+    line = record + 1
+    while True:
+        skipped = bisect.bisect_right(reader_reject_lines, line)
+        if record + 1 + skipped == line:
+            return line
+        line = record + 1 + skipped
+
+
+class Stager:
+    """One DuckDB connection, capped in memory, spilling to disk when it must."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, settings: Settings, threads: int | None = None):
+        self.settings = settings
+        settings.spill_dir.mkdir(parents=True, exist_ok=True)
+        config = {"memory_limit": settings.duckdb_memory,
+                  "temp_directory": str(settings.spill_dir)}
+        if threads:
+            config["threads"] = str(threads)
+        self.db = duckdb.connect(config=config)
+        self._local = threading.local()
+        self._s3_lock = threading.Lock()
+        self._s3_ready: object | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor on the shared DuckDB database (settings are per cursor)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._new_cursor()
+        return cursor
+
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = self.db.cursor()
+        cursor.execute(f"SET TimeZone = {literal(self.settings.timezone)}")
+        return cursor
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _prepare_s3(self, source: Source) -> None:
+        s3 = source.s3
+        if s3 is None:
+            return
+        with self._s3_lock:
+            if self._s3_ready == s3:
+                return
+            _load_httpfs(self.con)
+            options = {
+                "TYPE": "s3",
+                "KEY_ID": s3.access_key_id or "",
+                "SECRET": s3.secret_access_key or "",
+                "REGION": s3.region,
+                "ENDPOINT": s3.endpoint,
+                "URL_STYLE": "path" if s3.url_style == "path" else "vhost",
+                "USE_SSL": "true" if s3.use_ssl else "false",
+            }
+            body = ", ".join(
+                f"{k} {v if k in {'TYPE', 'USE_SSL'} else literal(v)}" for k, v in options.items())
+            self.con.execute(f"CREATE OR REPLACE SECRET tchap_stats_s3 ({body})")
+            self._s3_ready = s3
+
+    def stage(self, export: Export, source: Source, file: SourceFile) -> StagedFile:
+        check_header(export, file, source.first_line(file))
+        self._prepare_s3(source)
+        n = next(self._ids)
+        typed, staged = f"typed_{n}", f"staged_{n}"
+        reader_rejects, reader_scans = f"reader_rejects_{n}", f"reader_scans_{n}"
+        con = self.con
+        try:
+            con.execute(typed_rows_sql(export, typed, reader_rejects, reader_scans),
+                        {"url": file.url})
+            con.execute(deduplicated_rows_sql(export, typed, staged))
+            rejects, reader_reject_count = self._collect_rejects(typed, reader_rejects)
+            accepted, valid = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE reject_reason IS NULL) "
+                f"FROM {ident(typed)}").fetchone()
+            days = dict(con.execute(
+                f"SELECT {ident(export.partition_column)}, count(*) FROM {ident(staged)} "
+                f"GROUP BY ALL ORDER BY 1").fetchall())
+        except duckdb.Error as exc:
+            con.execute(f"DROP TABLE IF EXISTS {ident(staged)}")
+            raise StagingError(f"{file.key}: {exc}") from exc
+        finally:
+            for table in (typed, reader_rejects, reader_scans):
+                con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
+        return StagedFile(
+            export=export, file=file, table=staged,
+            rows_read=accepted + reader_reject_count,
+            rows_rejected=accepted - valid + reader_reject_count,
+            rows_valid=valid, days=days, rejects=rejects,
+        )
+
+    def _collect_rejects(self, typed: str, reader_rejects: str) -> tuple[list[Reject], int]:
+        con = self.con
+        # The reader may report one record several times (one row per bad column).
+        reader_rows = con.execute(
+            f"SELECT line, first(column_name ORDER BY column_idx), "
+            f"string_agg(DISTINCT error_message, '; '), first(csv_line) "
+            f"FROM {ident(reader_rejects)} GROUP BY line ORDER BY line").fetchall()
+        reader_lines = [int(r[0]) for r in reader_rows]
+        rejects = [Reject(int(line), column, reason, raw)
+                   for line, column, reason, raw in reader_rows[:MAX_STORED_REJECTS]]
+        for record, column, reason, raw in con.execute(
+                f"SELECT record, reject_column, reject_reason, raw_line FROM {ident(typed)} "
+                f"WHERE reject_reason IS NOT NULL ORDER BY record LIMIT {MAX_STORED_REJECTS}"
+        ).fetchall():
+            rejects.append(Reject(_reader_line(record, reader_lines), column, reason, raw))
+        rejects.sort(key=lambda r: r.line or 0)
+        return rejects[:MAX_STORED_REJECTS], len(reader_lines)
+
+    def drop(self, staged: StagedFile) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {ident(staged.table)}")
+
+    def stream_day(self, staged: StagedFile, day: date) -> Iterator[bytes]:
+        """CSV bytes (no header, PostgreSQL CSV conventions) of the staged rows of `day`.
+
+        DuckDB writes into a named pipe from a worker thread while the caller consumes it,
+        so memory stays flat and DuckDB's formatting overlaps PostgreSQL's parsing.
+        """
+        export = staged.export
+        query = (f"COPY (SELECT {', '.join(ident(c) for c in export.table_columns)} "
+                 f"FROM {ident(staged.table)} WHERE {ident(export.partition_column)} = $day) "
+                 f"TO $pipe (FORMAT csv, HEADER false)")
+        with tempfile.TemporaryDirectory(dir=self.settings.spill_dir) as tmp:
+            pipe = Path(tmp) / "rows.csv"
+            os.mkfifo(pipe)
+            failure: list[BaseException] = []
+
+            def write() -> None:
+                try:
+                    self._new_cursor().execute(query, {"day": day, "pipe": str(pipe)})
+                except BaseException as exc:  # reported by the reading side
+                    failure.append(exc)
+                finally:
+                    # Unblock a reader still waiting in open() if DuckDB never opened the pipe.
+                    with contextlib.suppress(OSError):
+                        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+
+            writer = threading.Thread(target=write, name="duckdb-copy", daemon=True)
+            writer.start()
+            reader = open(pipe, "rb", buffering=0)  # noqa: SIM115 (closed in finally)
+            try:
+                while chunk := reader.read(1 << 20):
+                    yield chunk
+            finally:
+                reader.close()  # a consumer that stopped early makes DuckDB's write fail
+                writer.join()
+            if failure:
+                raise StagingError(f"{staged.file.key}: streaming {day}: {failure[0]}")
+
+
+def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
+    """The httpfs extension shipped in the duckdb-extension-httpfs wheel (no network),
+    else DuckDB's own INSTALL (needs the network)."""
+    try:
+        import duckdb_extension_httpfs  # type: ignore[import-untyped]
+
+        package_dir = Path(duckdb_extension_httpfs.__file__).parent
+        version_dir = package_dir / "extensions" / f"v{duckdb.__version__}"
+        candidates = sorted(version_dir.glob("*.duckdb_extension"))
+        if candidates:
+            con.execute(f"INSTALL {literal(str(candidates[0]))}")
+    except ImportError:
+        con.execute("INSTALL httpfs")
+    con.execute("LOAD httpfs")
