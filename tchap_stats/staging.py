@@ -108,7 +108,7 @@ def _csv_field(raw: str) -> str:
             f"THEN '\"' || replace({raw}, '\"', '\"\"') || '\"' ELSE {raw} END")
 
 
-def typed_rows_sql(export: Export, typed: str, reader_rejects: str, reader_scans: str) -> str:
+def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str) -> str:
     raw = {c.name: ident(f"raw_{c.name}") for c in export.columns}
     parsed = {c.name: ident(f"parsed_{c.name}") for c in export.columns}
     problems: list[tuple[str, str, str]] = []  # (condition, column, reason SQL)
@@ -133,7 +133,6 @@ def typed_rows_sql(export: Export, typed: str, reader_rejects: str, reader_scans
     derived = "".join(f",\n    {d.duckdb_sql} AS {ident(d.name)}" for d in export.derived)
     return _render(
         "typed_rows.sql",
-        typed=ident(typed),
         output_columns=",\n        ".join(outputs),
         derived_columns=derived,
         reject_column=reject_column,
@@ -150,14 +149,16 @@ def typed_rows_sql(export: Export, typed: str, reader_rejects: str, reader_scans
     )
 
 
-def deduplicated_rows_sql(export: Export, typed: str, staged: str) -> str:
+def deduplicated_rows_sql(export: Export, typed_rows: str, staged: str) -> str:
     others = [c for c in export.table_columns if c not in export.key]
     struct_order = list(export.merge.order) + [c for c in others if c not in export.merge.order]
     return _render(
         "deduplicated_rows.sql",
         staged=ident(staged),
-        typed=ident(typed),
-        key_columns=", ".join(ident(k) for k in export.key),
+        typed_rows=typed_rows,
+        keys_unless_rejected=", ".join(
+            f"CASE WHEN reject_reason IS NULL THEN {ident(k)} END AS {ident(k)}"
+            for k in export.key),
         struct_fields=", ".join(f"{ident(c)} := {ident(c)}" for c in struct_order),
         table_columns=", ".join(
             ident(c) if c in export.key else f"best.{ident(c)} AS {ident(c)}"
@@ -255,50 +256,69 @@ class Stager:
         check_header(export, file, source.first_line(file))
         self._prepare_s3(source)
         n = next(self._ids)
-        typed, staged = f"typed_{n}", f"staged_{n}"
+        staged = f"staged_{n}"
         reader_rejects, reader_scans = f"reader_rejects_{n}", f"reader_scans_{n}"
         con = self.con
+        day = ident(export.partition_column)
         try:
-            con.execute(typed_rows_sql(export, typed, reader_rejects, reader_scans),
-                        {"url": file.url})
-            con.execute(deduplicated_rows_sql(export, typed, staged))
-            rejects, reader_reject_count = self._collect_rejects(typed, reader_rejects)
-            accepted, valid = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE reject_reason IS NULL) "
-                f"FROM {ident(typed)}").fetchone()
-            days = dict(con.execute(
-                f"SELECT {ident(export.partition_column)}, count(*) FROM {ident(staged)} "
-                f"GROUP BY ALL ORDER BY 1").fetchall())
+            typed_rows = typed_rows_sql(export, reader_rejects, reader_scans)
+            con.execute(deduplicated_rows_sql(export, typed_rows, staged), {"url": file.url})
+            days, valid, checks_rejected = {}, 0, 0
+            for value, rows, lines in con.execute(
+                    f"SELECT {day}, count(*), sum(rows_merged) FROM {ident(staged)} "
+                    f"GROUP BY ALL ORDER BY 1").fetchall():
+                if value is None:
+                    checks_rejected = int(lines)
+                else:
+                    days[value] = rows
+                    valid += int(lines)
+            rejects, reader_rejected = self._reader_rejects(reader_rejects)
+            if checks_rejected:
+                rejects += self._checked_rejects(export, file, n, [r.line for r in rejects])
+                rejects.sort(key=lambda r: r.line or 0)
         except duckdb.Error as exc:
             con.execute(f"DROP TABLE IF EXISTS {ident(staged)}")
             raise StagingError(f"{file.key}: {exc}") from exc
         finally:
-            for table in (typed, reader_rejects, reader_scans):
+            for table in (reader_rejects, reader_scans):
                 con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
         return StagedFile(
             export=export, file=file, table=staged,
-            rows_read=accepted + reader_reject_count,
-            rows_rejected=accepted - valid + reader_reject_count,
-            rows_valid=valid, days=days, rejects=rejects,
+            rows_read=valid + checks_rejected + reader_rejected,
+            rows_rejected=checks_rejected + reader_rejected,
+            rows_valid=valid, days=days, rejects=rejects[:MAX_STORED_REJECTS],
         )
 
-    def _collect_rejects(self, typed: str, reader_rejects: str) -> tuple[list[Reject], int]:
-        con = self.con
-        # The reader may report one record several times (one row per bad column).
-        reader_rows = con.execute(
+    def _reader_rejects(self, reader_rejects: str) -> tuple[list[Reject], int]:
+        """Records the CSV reader could not split; one reject per record (the reader may
+        report a record several times, once per column at fault)."""
+        rows = self.con.execute(
             f"SELECT line, first(column_name ORDER BY column_idx), "
             f"string_agg(DISTINCT error_message, '; '), first(csv_line) "
             f"FROM {ident(reader_rejects)} GROUP BY line ORDER BY line").fetchall()
-        reader_lines = [int(r[0]) for r in reader_rows]
-        rejects = [Reject(int(line), column, reason, raw)
-                   for line, column, reason, raw in reader_rows[:MAX_STORED_REJECTS]]
-        for record, column, reason, raw in con.execute(
-                f"SELECT record, reject_column, reject_reason, raw_line FROM {ident(typed)} "
-                f"WHERE reject_reason IS NOT NULL ORDER BY record LIMIT {MAX_STORED_REJECTS}"
-        ).fetchall():
-            rejects.append(Reject(_reader_line(record, reader_lines), column, reason, raw))
-        rejects.sort(key=lambda r: r.line or 0)
-        return rejects[:MAX_STORED_REJECTS], len(reader_lines)
+        return [Reject(int(line), column, reason, raw) for line, column, reason, raw in
+                rows[:MAX_STORED_REJECTS]], len(rows)
+
+    def _checked_rejects(self, export: Export, file: SourceFile, n: int,
+                         reader_lines: list[int | None]) -> list[Reject]:
+        """Lines the reader split but the checks refused, with their line numbers."""
+        checked = ident(f"checked_{n}")
+        scratch = f"reader_rejects_again_{n}", f"reader_scans_again_{n}"
+        con = self.con
+        try:
+            con.execute(_render("rejected_lines.sql", checked=checked,
+                                typed_rows=typed_rows_sql(export, *scratch)),
+                        {"url": file.url})
+            found = con.execute(
+                f"SELECT rowid + 1, reject_column, reject_reason, raw_line FROM {checked} "
+                f"WHERE reject_reason IS NOT NULL ORDER BY rowid LIMIT {MAX_STORED_REJECTS}"
+            ).fetchall()
+        finally:
+            for table in (checked, *map(ident, scratch)):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+        lines = sorted(line for line in reader_lines if line is not None)
+        return [Reject(_reader_line(record, lines), column, reason, raw)
+                for record, column, reason, raw in found]
 
     def drop(self, staged: StagedFile) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {ident(staged.table)}")
@@ -320,7 +340,11 @@ class Stager:
 
             def write() -> None:
                 try:
-                    self._new_cursor().execute(query, {"day": day, "pipe": str(pipe)})
+                    cursor = self.db.cursor()
+                    # Timestamps carry their offset: UTC formats fastest (no ICU zone rules).
+                    cursor.execute("SET TimeZone = 'UTC'")
+                    cursor.execute("SET preserve_insertion_order = false")  # parallel writer
+                    cursor.execute(query, {"day": day, "pipe": str(pipe)})
                 except BaseException as exc:  # reported by the reading side
                     failure.append(exc)
                 finally:

@@ -2,27 +2,20 @@
 -- cannot be loaded, the first column at fault and why. DuckDB reads the file where it
 -- is (local path or s3:// URL). Lines the CSV reader itself cannot split (wrong column
 -- count, unbalanced quote, bad encoding) go to {reader_rejects} instead.
--- record: the line's ordinal among the records the reader accepted, in file order.
-CREATE TABLE {typed} AS
 SELECT *{derived_columns}
 FROM (
     SELECT
-        record,
         {output_columns},
         {reject_column} AS reject_column,
         {reject_reason} AS reject_reason,
         CASE WHEN {reject_column} IS NOT NULL THEN {raw_line} END AS raw_line
     FROM (
-        SELECT record, {parsed_columns}, {raw_columns}
-        FROM (
-            SELECT row_number() OVER () AS record, *
-            FROM read_csv(
-                $url,
-                header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-                strict_mode = true, columns = {reader_columns},
-                store_rejects = true, rejects_table = {reader_rejects},
-                rejects_scan = {reader_scans}
-            )
+        SELECT {parsed_columns}, {raw_columns}
+        FROM read_csv(
+            $url,
+            header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
+            strict_mode = true, columns = {reader_columns},
+            store_rejects = true, rejects_table = {reader_rejects}, rejects_scan = {reader_scans}
         )
     )
-);
+)

@@ -1,0 +1,182 @@
+"""Loading one day of user_daily_visits: tchap-stats against the ceiling and the legacy path.
+
+Generates one day of N rows (default 1,000,000), then, in the same run and on the same
+embedded PostgreSQL:
+  (a) ceiling: plain COPY of that CSV into a logged, unindexed table;
+  (b) tchap-stats: `tchap-stats backfill` of that day from S3 (a moto server on loopback)
+      into the partitioned table, as a separate process whose peak RSS is measured;
+  (c) legacy (DESIGN §8): COPY into a temp table, INSERT … ON CONFLICT DO NOTHING into the
+      unpartitioned indexed table, classification UPDATEs in batches of 10,000 rows.
+Prints rows/s and ratios, and writes benchmarks/results/load.json.
+
+    python3 run.py bench            # or: .venv/bin/python benchmarks/load.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tchap_stats.classify import classify_sql  # noqa: E402
+from tchap_stats.database import start_embedded  # noqa: E402
+from tchap_stats.generate import Generator, Options  # noqa: E402
+from tchap_stats.schema import migrate  # noqa: E402
+
+DAY = date(2024, 11, 14)
+LEGACY_SCHEMA = """
+CREATE TABLE legacy.user_daily_visits (
+    user_id varchar NOT NULL, device_id varchar NOT NULL, visit_ts timestamptz NOT NULL,
+    user_agent varchar NOT NULL, instance varchar NOT NULL, domain varchar NOT NULL,
+    platform varchar, device_type varchar, visit_date date);
+CREATE UNIQUE INDEX user_daily_visits_unique
+    ON legacy.user_daily_visits (user_id, device_id, visit_ts);
+CREATE INDEX user_daily_visits_visit_ts_idx ON legacy.user_daily_visits (visit_ts DESC);
+CREATE INDEX user_daily_visits_visit_ts_desc ON legacy.user_daily_visits (visit_ts DESC);
+CREATE INDEX user_daily_visits_platform_null
+    ON legacy.user_daily_visits (platform) WHERE platform IS NULL;
+"""
+CSV_COLUMNS = ("user_id varchar, device_id varchar, visit_ts timestamptz, user_agent varchar, "
+               "instance varchar, domain varchar")
+
+
+def copy_file(cur: psycopg.Cursor, statement: str, path: Path) -> None:
+    with cur.copy(statement) as copy, path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            copy.write(chunk)
+
+
+def ceiling(url: str, path: Path) -> float:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS ceiling; CREATE TABLE ceiling ({CSV_COLUMNS})")
+        started = time.perf_counter()
+        with conn.transaction():
+            copy_file(conn.cursor(), "COPY ceiling FROM STDIN (FORMAT csv, HEADER true, FORCE_NOT_NULL (user_agent))", path)
+        return time.perf_counter() - started
+
+
+def legacy(url: str, path: Path) -> dict[str, float]:
+    platform = classify_sql("platform", "user_agent", "postgres")
+    device_type = classify_sql("device_type", "user_agent", "postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS legacy CASCADE; CREATE SCHEMA legacy")
+        conn.execute(LEGACY_SCHEMA)
+        steps: dict[str, float] = {}
+        started = time.perf_counter()
+        with conn.transaction():
+            conn.execute(f"CREATE TEMP TABLE tmp ({CSV_COLUMNS}) ON COMMIT DROP")
+            copy_file(conn.cursor(), "COPY tmp FROM STDIN (FORMAT csv, HEADER true, FORCE_NOT_NULL (user_agent))", path)
+            steps["copy_temp"] = time.perf_counter() - started
+            conn.execute("INSERT INTO legacy.user_daily_visits "
+                         "(user_id, device_id, visit_ts, user_agent, instance, domain) "
+                         "SELECT * FROM tmp ON CONFLICT DO NOTHING")
+        steps["insert_on_conflict"] = time.perf_counter() - started - steps["copy_temp"]
+        mark = time.perf_counter()
+        batch = (f"UPDATE legacy.user_daily_visits SET platform = {platform}, "
+                 f"device_type = {device_type}, visit_date = visit_ts::date "
+                 "WHERE ctid IN (SELECT ctid FROM legacy.user_daily_visits "
+                 "WHERE platform IS NULL LIMIT 10000)")
+        while conn.execute(batch).rowcount:
+            pass
+        steps["classify_updates"] = time.perf_counter() - mark
+        steps["total"] = time.perf_counter() - started
+        return steps
+
+
+def tchap_stats_load(url: str, s3_endpoint: str, bucket: str, workdir: Path) -> tuple[float, int]:
+    env = {**os.environ, "DATABASE_URL": url, "S3_ENDPOINT": s3_endpoint,
+           "S3_URL_STYLE": "path", "S3_ACCESS_KEY_ID": "bench", "S3_SECRET_ACCESS_KEY": "bench",
+           "S3_REGION": "us-east-1", "TCHAP_STATS_SPILL_DIR": str(workdir / "spill")}
+    command = [str(Path(sys.executable).parent / "tchap-stats"), "--source", f"s3://{bucket}",
+               "backfill", "--from", DAY.isoformat(), "--to", DAY.isoformat()]
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"tchap-stats failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    print("   ", result.stdout.strip().splitlines()[0])
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, peak_kib // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    from tchap_stats.source import s3_client
+    from tchap_stats.config import S3Settings
+
+    with tempfile.TemporaryDirectory(prefix="tchap-bench-") as tmp:
+        workdir = Path(tmp)
+        print(f"generating one day of ~{args.rows:,} rows …", flush=True)
+        path = workdir / f"user_daily_visits_{DAY}.csv"
+        lines = Generator(Options(rows_per_day=args.rows, seed=2024)).write(DAY, path)
+        print(f"    {lines:,} lines, {path.stat().st_size / 2**20:.0f} MiB")
+
+        url = start_embedded(workdir / "pgdata")
+        with psycopg.connect(url, autocommit=True) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            migrate(conn)
+
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        host, port = moto.get_host_and_port()
+        s3 = S3Settings(bucket=None, access_key_id="bench", secret_access_key="bench",
+                        endpoint=f"{host}:{port}", region="us-east-1", url_style="path",
+                        use_ssl=False)
+        s3_client(s3).create_bucket(Bucket="bench")
+        s3_client(s3).upload_file(str(path), "bench", path.name)
+
+        print("(a) ceiling: COPY into a logged, unindexed table …", flush=True)
+        a = ceiling(url, path)
+        print("(b) tchap-stats backfill from S3 into the partitioned table …", flush=True)
+        b, rss_mib = tchap_stats_load(url, f"http://{host}:{port}", "bench", workdir)
+        print("(c) legacy: temp COPY + INSERT ON CONFLICT + batched UPDATEs …", flush=True)
+        c = legacy(url, path)
+        moto.stop()
+
+    rate = {name: lines / seconds for name, seconds in (("a", a), ("b", b), ("c", c["total"]))}
+    results = {
+        "rows": lines, "postgresql": version, "cores": os.cpu_count(),
+        "seconds": {"ceiling": a, "tchap_stats": b, "legacy": c},
+        "rows_per_second": {"ceiling": rate["a"], "tchap_stats": rate["b"], "legacy": rate["c"]},
+        "ratio_tchap_stats_to_ceiling": rate["b"] / rate["a"],
+        "ratio_tchap_stats_to_legacy": rate["b"] / rate["c"],
+        "tchap_stats_peak_rss_mib": rss_mib,
+    }
+    print()
+    print(f"{'path':<44}{'seconds':>10}{'rows/s':>12}")
+    print(f"{'(a) ceiling: COPY, logged, no index':<44}{a:>10.2f}{rate['a']:>12,.0f}")
+    print(f"{'(b) tchap-stats from S3 (whole process)':<44}{b:>10.2f}{rate['b']:>12,.0f}")
+    print(f"{'(c) legacy path of DESIGN §8':<44}{c['total']:>10.2f}{rate['c']:>12,.0f}")
+    print(f"    legacy steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in c.items() if k != "total"))
+    print()
+    print(f"(b)/(a) = {results['ratio_tchap_stats_to_ceiling']:.2f}   (target ≥ 0.6)")
+    print(f"(b)/(c) = {results['ratio_tchap_stats_to_legacy']:.1f}   (target ≥ 5)")
+    print(f"tchap-stats peak RSS = {rss_mib} MiB   (target ≤ 400)")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "load.json").write_text(json.dumps(results, indent=2))
+    print(f"written {out / 'load.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""The `tchap-stats` command line, run in-process with click's CliRunner against the real
+PostgreSQL of the tests and the moto S3 server."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+from psycopg import sql
+
+from tchap_stats.cli import cli
+from tchap_stats.config import S3Settings
+from tchap_stats.source import s3_client
+
+from .conftest import _names, upload_dir, write_file
+
+D = date(2024, 11, 14)
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
+COMMANDS = ["migrate", "sync", "backfill", "generate", "demo"]
+
+# Variables the command reads; every invocation starts from none of them set.
+READ_VARIABLES = [
+    "DATABASE_URL", "S3_BUCKET_NAME", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_ENDPOINT",
+    "S3_REGION", "S3_URL_STYLE", "S3_USE_SSL", "TCHAP_STATS_SOURCE", "TCHAP_STATS_TZ",
+    "TCHAP_STATS_EXPORTS", "TCHAP_STATS_REJECT_THRESHOLD", "TCHAP_STATS_DUCKDB_MEMORY",
+    "TCHAP_STATS_SPILL_DIR",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch) -> Iterator[None]:
+    """Run in a scratch directory, and put back the logging the command reconfigures."""
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    ours = logging.getLogger("tchap_stats")
+    saved = (root.handlers[:], root.level, ours.level)
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    ours.setLevel(saved[2])
+
+
+def invoke(args: list[str], tmp_path: Path, **env: str) -> Result:
+    environment: dict[str, str | None] = dict.fromkeys(READ_VARIABLES)
+    environment["TCHAP_STATS_SPILL_DIR"] = str(tmp_path / "spill")
+    environment.update(env)
+    return CliRunner().invoke(cli, args, env=environment, catch_exceptions=False)
+
+
+def s3_env(s3: S3Settings) -> dict[str, str]:
+    return {"S3_ENDPOINT": s3.endpoint_url, "S3_URL_STYLE": s3.url_style,
+            "S3_ACCESS_KEY_ID": s3.access_key_id, "S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+            "S3_REGION": s3.region}
+
+
+def row(user: str, ts: str = "2024-11-14 10:00:00+01") -> tuple[str, ...]:
+    return (user, "DEV", ts, UA, "agent_x", "x.gouv.fr")
+
+
+@pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """A fresh database that nothing has migrated."""
+    name = f"tchap_test_{os.getpid()}_{next(_names)}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield psycopg.conninfo.make_conninfo(server_url, dbname=name)
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_help_shows_an_example(command, tmp_path):
+    args = ["--help"] if command is None else [command, "--help"]
+    result = invoke(args, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+    if command is None:
+        assert all(c in result.output for c in COMMANDS)
+
+
+def test_backfill_names_the_missing_file_loads_the_other_and_exits_3(
+        database_url, db, exports_dir, tmp_path):
+    write_file(exports_dir, D, [row("@a"), row("@b")])
+    result = invoke(["--source", str(exports_dir), "backfill", "--from", "2024-11-13",
+                     "--to", "2024-11-14"], tmp_path, DATABASE_URL=database_url)
+    assert result.exit_code == 3, result.output
+    assert "user_daily_visits_2024-11-13.csv" in result.output
+    assert "user_daily_visits_2024-11-14.csv" in result.output  # its own outcome line
+    assert "1 missing" in result.output
+    assert db.execute("SELECT user_id FROM user_daily_visits ORDER BY 1").fetchall() == [
+        ("@a",), ("@b",)]
+
+
+def test_an_unknown_export_is_bad_usage_listing_the_valid_ones(database_url, db, exports_dir,
+                                                                 tmp_path):
+    write_file(exports_dir, D, [row("@a")])
+    result = invoke(["--source", str(exports_dir), "backfill", "--only", "nope",
+                     "--from", "2024-11-14", "--to", "2024-11-14"], tmp_path,
+                    DATABASE_URL=database_url)
+    assert result.exit_code == 2
+    assert "nope" in result.output
+    assert "user_daily_visits" in result.output.split("valid", 1)[1]
+    assert db.execute("SELECT count(*) FROM tchap_stats.loads").fetchone()[0] == 0
+
+
+def test_a_reversed_range_is_bad_usage(database_url, db, exports_dir, tmp_path):
+    write_file(exports_dir, D, [row("@a")])
+    result = invoke(["--source", str(exports_dir), "backfill", "--from", "2024-11-14",
+                     "--to", "2024-11-13"], tmp_path, DATABASE_URL=database_url)
+    assert result.exit_code == 2
+    assert "--to" in result.output
+    assert db.execute("SELECT count(*) FROM tchap_stats.loads").fetchone()[0] == 0
+
+
+def test_a_malformed_date_is_bad_usage(database_url, exports_dir, tmp_path):
+    result = invoke(["--source", str(exports_dir), "sync", "--date", "14/11/2024"], tmp_path,
+                    DATABASE_URL=database_url)
+    assert result.exit_code == 2
+    assert "14/11/2024" in result.output
+
+
+def test_sync_loads_the_day_then_skips_it(database_url, db, exports_dir, tmp_path):
+    write_file(exports_dir, D, [row("@a"), row("@late", ts="2024-11-12 09:00:00+01")])
+    write_file(exports_dir, date(2024, 11, 13), [row("@other-file")])  # not asked for
+    args = ["--source", str(exports_dir), "sync", "--date", "2024-11-14"]
+    first = invoke(args, tmp_path, DATABASE_URL=database_url)
+    assert first.exit_code == 0, first.output
+    assert "1 loaded" in first.output
+    assert db.execute("SELECT user_id, visit_date::text FROM user_daily_visits ORDER BY 1"
+                      ).fetchall() == [("@a", "2024-11-14"), ("@late", "2024-11-12")]
+    again = invoke(args, tmp_path, DATABASE_URL=database_url)
+    assert again.exit_code == 0, again.output
+    assert "skipped" in again.output
+    assert db.execute("SELECT count(*) FROM tchap_stats.loads").fetchone()[0] == 1
+
+
+def test_a_missing_header_column_fails_naming_file_and_column(database_url, db, exports_dir,
+                                                             tmp_path):
+    header = ("user_id", "device_id", "visit_ts", "user_agent", "domain")
+    write_file(exports_dir, D, [("@a", "DEV", "2024-11-14 10:00:00+01", UA, "x.gouv.fr")],
+               header=header)
+    result = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14"], tmp_path,
+                    DATABASE_URL=database_url)
+    assert result.exit_code == 1, result.output
+    failure = [line for line in result.stderr.splitlines() if "FAILED" in line]
+    assert len(failure) == 1, result.output
+    assert "user_daily_visits_2024-11-14.csv" in failure[0]
+    assert "instance" in failure[0].split("missing", 1)[1]
+    assert db.execute("SELECT count(*) FROM user_daily_visits").fetchone()[0] == 0
+
+
+GENERATE = ["generate", "--from", "2024-01-01", "--to", "2024-01-02", "--rows-per-day", "200"]
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_generate_is_deterministic_for_a_seed(tmp_path):
+    outputs = {}
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        result = invoke([*GENERATE, "--out", str(tmp_path / name), "--seed", seed], tmp_path)
+        assert result.exit_code == 0, result.output
+        outputs[name] = _files(tmp_path / name)
+    assert sorted(outputs["a"]) == ["user_daily_visits_2024-01-01.csv",
+                                    "user_daily_visits_2024-01-02.csv"]
+    assert all(len(content.splitlines()) > 150 for content in outputs["a"].values())
+    assert outputs["a"] == outputs["b"]
+    assert sorted(outputs["c"]) == sorted(outputs["a"])
+    for name in outputs["a"]:
+        assert outputs["c"][name] != outputs["a"][name]
+
+
+def test_generate_writes_to_s3(s3_settings, bucket, tmp_path):
+    result = invoke([*GENERATE, "--out", f"s3://{bucket}/p", "--seed", "5"], tmp_path,
+                    **s3_env(s3_settings))
+    assert result.exit_code == 0, result.output
+    client = s3_client(s3_settings)
+    listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == ["p/user_daily_visits_2024-01-01.csv",
+                                                "p/user_daily_visits_2024-01-02.csv"]
+    local = invoke([*GENERATE, "--out", str(tmp_path / "local"), "--seed", "5"], tmp_path)
+    assert local.exit_code == 0
+    remote = client.get_object(Bucket=bucket, Key="p/user_daily_visits_2024-01-01.csv")
+    assert remote["Body"].read() == (tmp_path / "local" /
+                                     "user_daily_visits_2024-01-01.csv").read_bytes()
+
+
+def test_sync_from_s3_loads_and_reports_a_missing_file(s3_settings, bucket, database_url, db,
+                                                       exports_dir, tmp_path):
+    write_file(exports_dir, D, [row("@from-s3")])
+    upload_dir(exports_dir, s3_settings, bucket, prefix="daily/")
+    env = {**s3_env(s3_settings), "DATABASE_URL": database_url}
+    loaded = invoke(["--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-14"],
+                    tmp_path, **env)
+    assert loaded.exit_code == 0, loaded.output
+    assert db.execute("SELECT user_id FROM user_daily_visits").fetchall() == [("@from-s3",)]
+    missing = invoke(["-v", "--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-15"],
+                     tmp_path, **env)
+    assert missing.exit_code == 3, missing.output
+    assert "user_daily_visits_2024-11-15.csv" in missing.output
+    for result in (loaded, missing):
+        assert s3_settings.secret_access_key not in result.output
+        assert s3_settings.secret_access_key not in result.stderr
+
+
+def test_secrets_never_appear_when_the_database_is_unreachable(exports_dir, tmp_path):
+    write_file(exports_dir, D, [row("@a")])
+    for verbose in ([], ["-v"]):
+        result = invoke([*verbose, "--source", str(exports_dir), "backfill",
+                         "--from", "2024-11-13", "--to", "2024-11-14"], tmp_path,
+                        DATABASE_URL="postgresql://u:SuperSecret42@127.0.0.1:1/db",
+                        S3_ACCESS_KEY_ID="AKIAEXAMPLE", S3_SECRET_ACCESS_KEY="AnotherSecret99")
+        assert result.exit_code == 1, result.output
+        assert "error:" in result.stderr  # it did say why
+        for text in (result.output, result.stdout, result.stderr):
+            assert "SuperSecret42" not in text
+            assert "AnotherSecret99" not in text
+
+
+def test_a_secret_echoed_by_the_driver_is_masked_in_the_error(exports_dir, tmp_path):
+    # libpq quotes the offending password back: "unexpected spaces found in ...".
+    result = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14"], tmp_path,
+                    DATABASE_URL="postgresql://u:Super Secret42@127.0.0.1:1/db")
+    assert result.exit_code == 1, result.output
+    assert "unexpected spaces" in result.stderr  # the driver's message is kept...
+    assert "Secret42" not in result.output  # ...without the password
+
+
+def test_migrate_applies_then_is_up_to_date(empty_database_url, tmp_path):
+    first = invoke(["migrate"], tmp_path, DATABASE_URL=empty_database_url)
+    assert first.exit_code == 0, first.output
+    assert "applied now" in first.output and "001_core" in first.output
+    second = invoke(["migrate"], tmp_path, DATABASE_URL=empty_database_url)
+    assert second.exit_code == 0, second.output
+    assert "already up to date" in second.output
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.user_daily_visits')").fetchone()[0]
+
+
+def test_loading_before_migrate_fails_and_says_to_migrate(empty_database_url, exports_dir,
+                                                          tmp_path):
+    write_file(exports_dir, D, [row("@a")])
+    result = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14"], tmp_path,
+                    DATABASE_URL=empty_database_url)
+    assert result.exit_code == 1
+    assert "tchap-stats migrate" in result.stderr

@@ -1,0 +1,141 @@
+"""`migrate`: idempotent, never touches the old system's tables, and builds the layout of
+DESIGN §4 in the catalog."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tchap_stats.database import connect
+from tchap_stats.schema import LegacySchemaError, migrate, migrations
+
+from .conftest import _names
+
+
+@pytest.fixture
+def empty_db(server_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to a fresh database that nothing has migrated."""
+    name = f"tchap_test_{os.getpid()}_{next(_names)}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with connect(psycopg.conninfo.make_conninfo(server_url, dbname=name),
+                 autocommit=True) as conn:
+        yield conn
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+def _versions(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute("SELECT version, name, applied_at FROM tchap_stats.schema_version "
+                        "ORDER BY version").fetchall()
+
+
+def test_migrate_is_idempotent(db):
+    before = _versions(db)
+    assert [v for v, _, _ in before] == [m.version for m in migrations()]
+    tables = db.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'tchap_stats')"
+                        ).fetchone()[0]
+    assert migrate(db) == []
+    assert migrate(db) == []
+    assert _versions(db) == before
+    assert db.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                      "ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'tchap_stats')"
+                      ).fetchone()[0] == tables
+
+
+def test_a_first_migrate_applies_every_migration_and_records_it(empty_db):
+    applied = migrate(empty_db)
+    assert applied == [f"{m.version:03d}_{m.name}" for m in migrations()]
+    assert [(v, n) for v, n, _ in _versions(empty_db)] == [
+        (m.version, m.name) for m in migrations()]
+    assert migrate(empty_db) == []
+
+
+LEGACY_TABLE = """
+CREATE TABLE public.user_daily_visits (
+    user_id     varchar NOT NULL,
+    device_id   varchar NOT NULL,
+    visit_ts    timestamptz NOT NULL,
+    user_agent  varchar NOT NULL,
+    instance    varchar NOT NULL,
+    domain      varchar NOT NULL,
+    platform    varchar,
+    device_type varchar,
+    visit_date  date
+);
+CREATE UNIQUE INDEX user_daily_visits_unique
+    ON public.user_daily_visits (user_id, device_id, visit_ts);
+CREATE INDEX user_daily_visits_visit_ts_idx ON public.user_daily_visits (visit_ts DESC);
+CREATE INDEX user_daily_visits_platform_null
+    ON public.user_daily_visits (platform) WHERE platform IS NULL;
+"""
+
+LEGACY_ROW = ("\\aaaa", "DEV", "2023-05-17 00:00:00+02",
+              "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Safari/605.1.15",
+              "agent_x", "x.gouv.fr")
+
+
+def test_migrate_refuses_a_legacy_database_and_keeps_its_rows(empty_db):
+    empty_db.execute(LEGACY_TABLE)
+    empty_db.execute("INSERT INTO user_daily_visits (user_id, device_id, visit_ts, user_agent, "
+                     "instance, domain) VALUES (%s, %s, %s, %s, %s, %s)", LEGACY_ROW)
+    with pytest.raises(LegacySchemaError) as raised:
+        migrate(empty_db)
+    assert "user_daily_visits" in str(raised.value)
+    assert empty_db.execute(
+        "SELECT user_id, device_id, to_char(visit_ts AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD HH24:MI:SS+00'), user_agent, instance, domain, platform, device_type, "
+        "visit_date FROM user_daily_visits").fetchall() == [
+        ("\\aaaa", "DEV", "2023-05-16 22:00:00+00", LEGACY_ROW[3], "agent_x", "x.gouv.fr",
+         None, None, None)]
+    # Still the old, unpartitioned table with its indexes; nothing half-created beside it.
+    assert empty_db.execute("SELECT relkind FROM pg_class WHERE oid = "
+                            "'public.user_daily_visits'::regclass").fetchone()[0] == "r"
+    assert empty_db.execute("SELECT count(*) FROM pg_indexes WHERE tablename = "
+                            "'user_daily_visits'").fetchone()[0] == 3
+    assert empty_db.execute("SELECT to_regclass('tchap_stats.schema_version')"
+                            ).fetchone()[0] is None
+    # And it keeps refusing: a second attempt is no different.
+    with pytest.raises(LegacySchemaError):
+        migrate(empty_db)
+    assert empty_db.execute("SELECT count(*) FROM user_daily_visits").fetchone()[0] == 1
+
+
+# DESIGN §4 columns, in order, with the types of the old table (DESIGN §8) that the
+# dashboards' questions were written against.
+USER_DAILY_VISITS_COLUMNS = [
+    ("user_id", "character varying"),
+    ("device_id", "character varying"),
+    ("visit_ts", "timestamp with time zone"),
+    ("visit_date", "date"),
+    ("user_agent", "character varying"),
+    ("instance", "character varying"),
+    ("domain", "character varying"),
+    ("platform", "character varying"),
+    ("device_type", "character varying"),
+]
+
+
+def test_user_daily_visits_columns_and_types(db):
+    columns = db.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = 'user_daily_visits' "
+        "ORDER BY ordinal_position").fetchall()
+    assert columns == USER_DAILY_VISITS_COLUMNS
+
+
+def test_user_daily_visits_is_range_partitioned_by_visit_date(db):
+    relkind, partkey = db.execute(
+        "SELECT c.relkind, pg_get_partkeydef(c.oid) FROM pg_class c "
+        "WHERE c.oid = 'public.user_daily_visits'::regclass").fetchone()
+    assert relkind == "p"
+    assert partkey == "RANGE (visit_date)"
+    strategy = db.execute("SELECT partstrat FROM pg_partitioned_table "
+                          "WHERE partrelid = 'public.user_daily_visits'::regclass").fetchone()
+    assert strategy == ("r",)
