@@ -24,25 +24,25 @@ from .source import open_source
 log = logging.getLogger("tchap_stats")
 
 
-class MaskingFilter(logging.Filter):
+class MaskingFormatter(logging.Formatter):
+    """Masks the whole formatted record, tracebacks included (`-v` logs them)."""
+
     def __init__(self, secrets: list[str]):
-        super().__init__()
+        super().__init__("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
         self.secrets = secrets
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask(record.getMessage(), self.secrets)
-        record.args = ()
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record), self.secrets)
 
 
 def _setup_logging(verbose: bool, settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.addFilter(MaskingFilter(settings.secrets()))
+    handler.setFormatter(MaskingFormatter(settings.secrets()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("tchap_stats").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 class Context:

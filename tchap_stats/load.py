@@ -19,6 +19,7 @@ from datetime import date
 
 import psycopg
 from psycopg import sql
+from psycopg.copy import LibpqWriter
 
 from .config import SQL_DIR
 from .exports import Export
@@ -80,7 +81,10 @@ class DayWriter:
     def _copy_day(self, target: sql.Composable, day: date) -> None:
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             target, sql.SQL(", ").join(map(sql.Identifier, self.export.table_columns)))
-        with self.conn.cursor().copy(statement) as copy:
+        cursor = self.conn.cursor()
+        # The synchronous writer blocks while PostgreSQL is busy, so DuckDB's output waits
+        # in the pipe instead of piling up in memory (psycopg's default queues ~1 GB).
+        with cursor.copy(statement, writer=LibpqWriter(cursor)) as copy:
             for chunk in self.stager.stream_day(self.staged, day):
                 copy.write(chunk)
 

@@ -147,6 +147,8 @@ class Loader:
         staged = None
         try:
             staged = self.stager.stage(export, self.source, file)
+            log.debug("%s: staged %s rows over %d day(s) in %.1f s", name,
+                      f"{staged.rows_staged:,}", len(staged.days), time.monotonic() - started)
             outcome.rows_read, outcome.rows_rejected = staged.rows_read, staged.rows_rejected
             self._check_rejects(staged.rows_read, staged.rows_rejected)
             ensure_partitions(self.conn, export, list(staged.days))
@@ -160,6 +162,7 @@ class Loader:
                               rows_loaded=outcome.rows_loaded,
                               rows_duplicate=outcome.rows_duplicate,
                               rows_rejected=outcome.rows_rejected, days=results)
+            log.debug("%s: written and committed at %.1f s", name, time.monotonic() - started)
             outcome.status = "loaded"
             outcome.days_changed = sorted(r.day for r in results if r.changed)
         except (StagingError, SourceError, TooManyRejects, psycopg.Error, OSError) as exc:

@@ -225,6 +225,7 @@ class Stager:
     def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = self.db.cursor()
         cursor.execute(f"SET TimeZone = {literal(self.settings.timezone)}")
+        cursor.execute("SET enable_progress_bar = false")  # the run reports its own progress
         return cursor
 
     def close(self) -> None:
@@ -341,9 +342,11 @@ class Stager:
             def write() -> None:
                 try:
                     cursor = self.db.cursor()
+                    cursor.execute("SET enable_progress_bar = false")
                     # Timestamps carry their offset: UTC formats fastest (no ICU zone rules).
                     cursor.execute("SET TimeZone = 'UTC'")
-                    cursor.execute("SET preserve_insertion_order = false")  # parallel writer
+                    cursor.execute("SET preserve_insertion_order = false")
+                    cursor.execute("SET threads = 1")  # the other core is PostgreSQL's
                     cursor.execute(query, {"day": day, "pipe": str(pipe)})
                 except BaseException as exc:  # reported by the reading side
                     failure.append(exc)

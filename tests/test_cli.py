@@ -231,6 +231,11 @@ def test_a_secret_echoed_by_the_driver_is_masked_in_the_error(exports_dir, tmp_p
     assert result.exit_code == 1, result.output
     assert "unexpected spaces" in result.stderr  # the driver's message is kept...
     assert "Secret42" not in result.output  # ...without the password
+    verbose = invoke(["-v", "--source", str(exports_dir), "sync", "--date", "2024-11-14"],
+                     tmp_path, DATABASE_URL="postgresql://u:Super Secret42@127.0.0.1:1/db")
+    assert verbose.exit_code == 1
+    assert "Traceback" in verbose.stderr  # -v logs the trace, masked too
+    assert "Secret42" not in verbose.output
 
 
 def test_migrate_applies_then_is_up_to_date(empty_database_url, tmp_path):

@@ -50,6 +50,11 @@ def test_mask_hides_the_longest_secret_first():
     ("password = hunter2", "hunter2"),
     ("secret_access_key=abcDEF123", "abcDEF123"),
     ("Secret: abcDEF123, region gra", "abcDEF123"),
+    ("password='two words' user=u", "words"),
+    ('password="two words" user=u', "words"),
+    ("PGPASSWORD=hunter2 psql", "hunter2"),
+    ("S3_SECRET_ACCESS_KEY=abc123 tchap-stats sync", "abc123"),
+    ('{"password": "hunter2", "user": "u"}', "hunter2"),
 ])
 def test_mask_hides_password_spellings(text, hidden):
     masked = mask(text)
@@ -136,3 +141,9 @@ def test_a_bad_endpoint_scheme_or_ssl_flag_is_a_config_error(clean_env):
     clean_env.setenv("S3_USE_SSL", "maybe")
     with pytest.raises(ConfigError, match="S3_USE_SSL"):
         S3Settings.from_env()
+
+
+def test_an_unparseable_database_url_still_gives_settings(clean_env, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@[bad/db")
+    assert Settings.from_env().secrets() == []
+    assert "pw" not in mask("connecting with password=pw failed")

@@ -15,6 +15,7 @@ FROM (
             $url,
             header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
             strict_mode = true, columns = {reader_columns},
+            buffer_size = 16777216,  -- 16 MiB: flat memory, and few ranged GETs on S3
             store_rejects = true, rejects_table = {reader_rejects}, rejects_scan = {reader_scans}
         )
     )
