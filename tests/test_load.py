@@ -295,3 +295,65 @@ def test_overlapping_files_in_parallel_give_the_serial_result(settings, database
     keys = db.execute("SELECT count(*), count(DISTINCT (visit_date, user_id, device_id)) "
                       "FROM user_daily_visits").fetchone()
     assert keys[0] == keys[1] > 2500
+
+
+def test_line_numbers_hold_in_a_file_read_in_parallel_chunks(settings, database_url, db,
+                                                            exports_dir):
+    # ~45 MB: DuckDB splits it across threads and buffers; numbering must still follow the file.
+    ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) " \
+         "Chrome/126.0.0.0 Safari/537.36 " + "x" * 60
+    bad_at = {50_000: "not-a-time", 150_001: "2024-11-14 10:00:00", 239_990: "2024-99-14 10:00"}
+    lines = []
+    for line in range(2, 240_002):  # line 1 is the header
+        ts = bad_at.get(line, "2024-11-14 00:00:00+01")
+        lines.append(row(user=f"@user{line}:agent.x", ts=ts, ua=ua))
+    write_file(exports_dir, D, lines)
+    assert (exports_dir / f"user_daily_visits_{D}.csv").stat().st_size > 40_000_000
+    report = load(settings, database_url, exports_dir, [D])
+    assert report.outcomes[0].rows_rejected == 3
+    rejects = db.execute("SELECT line, raw_line FROM tchap_stats.rejects ORDER BY line").fetchall()
+    assert [line for line, _ in rejects] == sorted(bad_at)
+    for line, raw in rejects:
+        assert raw.startswith(f"@user{line}:agent.x,")
+
+
+def test_a_killed_load_leaves_the_day_untouched_and_the_next_run_completes_it(
+        settings, database_url, db, exports_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tchap_stats.generate import Options, generate
+
+    generate(D, D, str(exports_dir), Options(rows_per_day=150_000, seed=11))
+    env = {**os.environ, "DATABASE_URL": database_url,
+           "TCHAP_STATS_SPILL_DIR": str(tmp_path / "spill")}
+    command = [sys.executable, "-m", "tchap_stats", "--source", str(exports_dir), "sync",
+               "--date", D.isoformat()]
+    loader = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    copied = 0
+    while time.monotonic() < deadline and loader.poll() is None:
+        progress = db.execute("SELECT tuples_processed FROM pg_stat_progress_copy "
+                              "WHERE datname = current_database()").fetchone()
+        if progress and progress[0] > 0:
+            copied = progress[0]
+            break
+        time.sleep(0.01)
+    assert loader.poll() is None, "the load finished before it could be killed"
+    assert copied > 0
+    loader.send_signal(signal.SIGKILL)  # no chance to clean up
+    loader.wait()
+    time.sleep(0.5)  # the server notices the closed connection and rolls back
+    assert db.execute("SELECT count(*) FROM user_daily_visits").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM tchap_stats.changed_days").fetchone()[0] == 0
+    assert db.execute("SELECT status FROM tchap_stats.loads").fetchall() == [("running",)]
+
+    rerun = load(settings, database_url, exports_dir, [D])
+    assert rerun.exit_code == EXIT_OK
+    statuses = [s for (s,) in db.execute("SELECT status FROM tchap_stats.loads ORDER BY load_id")]
+    assert statuses == ["interrupted", "loaded"]
+    loaded = db.execute("SELECT count(*) FROM user_daily_visits").fetchone()[0]
+    assert loaded == rerun.outcomes[0].rows_loaded > 140_000
