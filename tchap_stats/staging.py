@@ -24,7 +24,7 @@ import duckdb
 from sqlglot import exp
 
 from .config import SQL_DIR, Settings
-from .exports import Export
+from .exports import Derived, Export
 from .source import Source, SourceFile
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class Reject:
 class StagedFile:
     export: Export
     file: SourceFile
-    table: str  # DuckDB temp table holding the deduplicated rows
+    checked: str  # DuckDB table: every line of the file, typed and checked, in file order
+    losers: str  # DuckDB table: rowids of the lines beaten by a duplicate
     rows_read: int
     rows_rejected: int
     rows_valid: int
@@ -130,7 +131,7 @@ def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str) -> st
         if c.type == "text" and not c.required:
             value = f"coalesce({value}, '')"
         outputs.append(f"{value} AS {ident(c.table_name)}")
-    derived = "".join(f",\n    {d.duckdb_sql} AS {ident(d.name)}" for d in export.derived)
+    derived = "".join(f",\n    {d.duckdb_sql} AS {ident(d.name)}" for d in early_derived(export))
     return _render(
         "typed_rows.sql",
         output_columns=",\n        ".join(outputs),
@@ -149,20 +150,31 @@ def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str) -> st
     )
 
 
-def deduplicated_rows_sql(export: Export, typed_rows: str, staged: str) -> str:
-    others = [c for c in export.table_columns if c not in export.key]
-    struct_order = list(export.merge.order) + [c for c in others if c not in export.merge.order]
+def early_derived(export: Export) -> list[Derived]:
+    """Derived columns the checks need (the key, the partition day): computed when the file is
+    read. The others (classification) are computed while rows stream out to PostgreSQL, on
+    the core PostgreSQL leaves free."""
+    needed = {*export.key, export.partition_column}
+    return [d for d in export.derived if d.name in needed]
+
+
+def _output_columns(export: Export) -> str:
+    late = {d.name: d for d in export.derived if d not in early_derived(export)}
+    return ", ".join(f"{late[c].duckdb_sql} AS {ident(c)}" if c in late else ident(c)
+                     for c in export.table_columns)
+
+
+def duplicate_losers_sql(export: Export, checked: str, losers: str) -> str:
+    # Full ties on the merge order are broken by the remaining file columns; derived columns
+    # are functions of those, so the winner is always one well-defined row.
+    stored = [c.table_name for c in export.columns] + [d.name for d in early_derived(export)]
+    others = [c for c in stored if c not in export.key and c not in export.merge.order]
+    order = list(export.merge.order) + others
     return _render(
-        "deduplicated_rows.sql",
-        staged=ident(staged),
-        typed_rows=typed_rows,
-        keys_unless_rejected=", ".join(
-            f"CASE WHEN reject_reason IS NULL THEN {ident(k)} END AS {ident(k)}"
-            for k in export.key),
-        struct_fields=", ".join(f"{ident(c)} := {ident(c)}" for c in struct_order),
-        table_columns=", ".join(
-            ident(c) if c in export.key else f"best.{ident(c)} AS {ident(c)}"
-            for c in export.table_columns),
+        "duplicate_losers.sql",
+        checked=ident(checked), losers=ident(losers),
+        key_columns=", ".join(ident(k) for k in export.key),
+        merge_order=", ".join(ident(c) for c in order),
     )
 
 
@@ -257,36 +269,35 @@ class Stager:
         check_header(export, file, source.first_line(file))
         self._prepare_s3(source)
         n = next(self._ids)
-        staged = f"staged_{n}"
+        checked, losers = f"checked_{n}", f"losers_{n}"
         reader_rejects, reader_scans = f"reader_rejects_{n}", f"reader_scans_{n}"
         con = self.con
-        day = ident(export.partition_column)
         try:
-            typed_rows = typed_rows_sql(export, reader_rejects, reader_scans)
-            con.execute(deduplicated_rows_sql(export, typed_rows, staged), {"url": file.url})
-            days, valid, checks_rejected = {}, 0, 0
-            for value, rows, lines in con.execute(
-                    f"SELECT {day}, count(*), sum(rows_merged) FROM {ident(staged)} "
-                    f"GROUP BY ALL ORDER BY 1").fetchall():
-                if value is None:
-                    checks_rejected = int(lines)
-                else:
-                    days[value] = rows
-                    valid += int(lines)
+            con.execute(_render("checked_rows.sql", checked=ident(checked),
+                                typed_rows=typed_rows_sql(export, reader_rejects, reader_scans)),
+                        {"url": file.url})
+            con.execute(duplicate_losers_sql(export, checked, losers))
+            days = dict(con.execute(_render(
+                "rows_per_day.sql", checked=ident(checked), losers=ident(losers),
+                day_column=ident(export.partition_column))).fetchall())
+            accepted, valid = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE reject_reason IS NULL) "
+                f"FROM {ident(checked)}").fetchone()
             rejects, reader_rejected = self._reader_rejects(reader_rejects)
-            if checks_rejected:
-                rejects += self._checked_rejects(export, file, n, [r.line for r in rejects])
+            if accepted > valid:
+                rejects += self._checked_rejects(checked, [r.line for r in rejects])
                 rejects.sort(key=lambda r: r.line or 0)
         except duckdb.Error as exc:
-            con.execute(f"DROP TABLE IF EXISTS {ident(staged)}")
+            for table in (checked, losers):
+                con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
             raise StagingError(f"{file.key}: {exc}") from exc
         finally:
             for table in (reader_rejects, reader_scans):
                 con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
         return StagedFile(
-            export=export, file=file, table=staged,
-            rows_read=valid + checks_rejected + reader_rejected,
-            rows_rejected=checks_rejected + reader_rejected,
+            export=export, file=file, checked=checked, losers=losers,
+            rows_read=accepted + reader_rejected,
+            rows_rejected=accepted - valid + reader_rejected,
             rows_valid=valid, days=days, rejects=rejects[:MAX_STORED_REJECTS],
         )
 
@@ -300,29 +311,19 @@ class Stager:
         return [Reject(int(line), column, reason, raw) for line, column, reason, raw in
                 rows[:MAX_STORED_REJECTS]], len(rows)
 
-    def _checked_rejects(self, export: Export, file: SourceFile, n: int,
-                         reader_lines: list[int | None]) -> list[Reject]:
+    def _checked_rejects(self, checked: str, reader_lines: list[int | None]) -> list[Reject]:
         """Lines the reader split but the checks refused, with their line numbers."""
-        checked = ident(f"checked_{n}")
-        scratch = f"reader_rejects_again_{n}", f"reader_scans_again_{n}"
-        con = self.con
-        try:
-            con.execute(_render("rejected_lines.sql", checked=checked,
-                                typed_rows=typed_rows_sql(export, *scratch)),
-                        {"url": file.url})
-            found = con.execute(
-                f"SELECT rowid + 1, reject_column, reject_reason, raw_line FROM {checked} "
-                f"WHERE reject_reason IS NOT NULL ORDER BY rowid LIMIT {MAX_STORED_REJECTS}"
-            ).fetchall()
-        finally:
-            for table in (checked, *map(ident, scratch)):
-                con.execute(f"DROP TABLE IF EXISTS {table}")
+        found = self.con.execute(
+            f"SELECT rowid + 1, reject_column, reject_reason, raw_line FROM {ident(checked)} "
+            f"WHERE reject_reason IS NOT NULL ORDER BY rowid LIMIT {MAX_STORED_REJECTS}"
+        ).fetchall()
         lines = sorted(line for line in reader_lines if line is not None)
         return [Reject(_reader_line(record, lines), column, reason, raw)
                 for record, column, reason, raw in found]
 
     def drop(self, staged: StagedFile) -> None:
-        self.con.execute(f"DROP TABLE IF EXISTS {ident(staged.table)}")
+        for table in (staged.checked, staged.losers):
+            self.con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
 
     def stream_day(self, staged: StagedFile, day: date) -> Iterator[bytes]:
         """CSV bytes (no header, PostgreSQL CSV conventions) of the staged rows of `day`.
@@ -331,9 +332,10 @@ class Stager:
         so memory stays flat and DuckDB's formatting overlaps PostgreSQL's parsing.
         """
         export = staged.export
-        query = (f"COPY (SELECT {', '.join(ident(c) for c in export.table_columns)} "
-                 f"FROM {ident(staged.table)} WHERE {ident(export.partition_column)} = $day) "
-                 f"TO $pipe (FORMAT csv, HEADER false)")
+        rows = _render(
+            "loadable_rows.sql", checked=ident(staged.checked), losers=ident(staged.losers),
+            day_column=ident(export.partition_column), table_columns=_output_columns(export))
+        query = f"COPY ({rows}) TO $pipe (FORMAT csv, HEADER false)"
         with tempfile.TemporaryDirectory(dir=self.settings.spill_dir) as tmp:
             pipe = Path(tmp) / "rows.csv"
             os.mkfifo(pipe)
