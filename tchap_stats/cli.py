@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -18,8 +18,9 @@ from .config import ConfigError, Settings, mask
 from .database import DatabaseError, connect, resolve_database_url
 from .exports import default_exports, parse_only
 from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, days_between, run, yesterday
-from .schema import LegacySchemaError, migrate
+from .schema import LegacySchemaError, migrate, require_schema
 from .source import open_source
+from .summaries import check, refresh_changed, refresh_range
 
 log = logging.getLogger("tchap_stats")
 
@@ -127,6 +128,8 @@ def migrate_command(obj: Context) -> None:
 
 def _report(report: RunReport) -> None:
     click.echo(report.totals())
+    if report.refresh:
+        click.echo(report.refresh.summary())
     if report.missing:
         click.echo("missing files:")
         for outcome in report.missing:
@@ -233,6 +236,70 @@ def generate_command(obj: Context, first: date, last: date, rows_per_day: int, o
     options = generate_module.Options(rows_per_day=rows_per_day, seed=seed, malformed=malformed)
     for path, lines in generate_module.generate(first, last, out, options, obj.settings.s3):
         click.echo(f"{path}: {lines:,} lines")
+
+
+def _range(obj: Context, first: date | None, last: date | None, default_days: int):
+    today = yesterday(obj.settings.timezone) + timedelta(days=1)
+    last = last or today
+    first = first or last - timedelta(days=default_days - 1)
+    if last < first:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    return first, last
+
+
+@cli.command()
+@click.option("--from", "first", callback=_iso_date, metavar="YYYY-MM-DD")
+@click.option("--to", "last", callback=_iso_date, metavar="YYYY-MM-DD")
+@click.pass_obj
+def refresh(obj: Context, first: date | None, last: date | None) -> None:
+    """Recompute summaries: the days loads changed, or (with --from/--to) whole months.
+
+    Loads already refresh what they changed; a range is the recovery tool.
+
+    \b
+    Example:
+      tchap-stats refresh                                   # what loads changed
+      tchap-stats refresh --from 2024-01-01 --to 2024-03-31 # those months, fully
+    """
+    url = _database_url(obj)
+    with connect(url, autocommit=True) as conn:
+        require_schema(conn)
+        if first is None and last is None:
+            report = refresh_changed(conn)
+        else:
+            first, last = _range(obj, first, last, 1)
+            report = refresh_range(conn, first, last)
+    click.echo(report.summary())
+
+
+@cli.command("check")
+@click.option("--from", "first", callback=_iso_date, metavar="YYYY-MM-DD",
+              help="Default: 30 days before --to.")
+@click.option("--to", "last", callback=_iso_date, metavar="YYYY-MM-DD",
+              help="Default: today (Europe/Paris).")
+@click.pass_obj
+def check_command(obj: Context, first: date | None, last: date | None) -> None:
+    """Recompute the summaries of a range from the raw table and compare, row by row.
+
+    Exits 1 on any difference (printing how many and a sample), 0 otherwise.
+
+    \b
+    Example:
+      tchap-stats check --from 2024-11-01 --to 2024-11-30
+    """
+    first, last = _range(obj, first, last, 30)
+    url = _database_url(obj)
+    with connect(url, autocommit=True) as conn:
+        require_schema(conn)
+        count, sample = check(conn, first, last)
+    if not count:
+        click.echo(f"summaries match a full recompute for the months of {first}..{last}")
+        return
+    click.echo(f"{count} row(s) differ from a full recompute for the months of "
+               f"{first}..{last}; first ones:")
+    for difference in sample:
+        click.echo(f"  {difference.summary} {difference.side}: {difference.row}")
+    sys.exit(EXIT_FAILED)
 
 
 DEMO_DIR = Path(".tchap-stats/demo-exports")

@@ -30,6 +30,7 @@ from .load import DayWriter, ensure_partitions, lock_days
 from .schema import require_schema
 from .source import LocalSource, S3Source, SourceError
 from .staging import Stager, StagingError
+from .summaries import RefreshReport, refresh_changed
 
 log = logging.getLogger("tchap_stats")
 
@@ -68,6 +69,7 @@ class FileOutcome:
 class RunReport:
     outcomes: list[FileOutcome]
     seconds: float
+    refresh: RefreshReport | None = None
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -215,7 +217,8 @@ class TooManyRejects(RuntimeError):
 def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
         exports: Iterable[Export], days: list[date], *, replace: bool = False,
         force: bool = False, jobs: int = 1, progress: bool = False,
-        on_outcome: Callable[[FileOutcome], None] | None = None) -> RunReport:
+        on_outcome: Callable[[FileOutcome], None] | None = None,
+        refresh_summaries: bool = True) -> RunReport:
     started = time.monotonic()
     tasks = [(export, day) for day in days for export in exports]
     with connect(database_url, autocommit=True) as conn:
@@ -261,4 +264,9 @@ def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
         stager.close()
     order = {(e.name, e.file_name(d)): i for i, (e, d) in enumerate(tasks)}
     outcomes.sort(key=lambda o: order[(o.export, o.name)])
-    return RunReport(outcomes, time.monotonic() - started)
+    refresh = None
+    if refresh_summaries:
+        # Once per run, not per file: the days all loads changed (and any left over).
+        with connect(database_url, autocommit=True) as conn:
+            refresh = refresh_changed(conn)
+    return RunReport(outcomes, time.monotonic() - started, refresh)

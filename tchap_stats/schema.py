@@ -39,18 +39,29 @@ def migrations() -> list[Migration]:
     return found
 
 
+DASHBOARD_NAMES = (
+    "user_daily_visits_agg_30d_v2", "user_daily_visits_agg_30d", "user_daily_visits_agg_120d",
+    "user_daily_visits_agg_1y", "user_daily_visits_by_month_1y_v3",
+    "user_daily_visits_by_month_1y", "user_daily_visits_by_month_18m", "user_monthly_visits_lite",
+)
+KINDS = {"r": "table", "m": "materialized view", "v": "view", "p": "partitioned table"}
+
+
 def _legacy_tables(conn: psycopg.Connection) -> list[str]:
-    """Old-system relations that a migration would otherwise have to replace."""
+    """Old-system relations where ours would go: an unpartitioned user_daily_visits, and
+    dashboard names that are tables or materialized views (ours are views)."""
     rows = conn.execute(
         """
         SELECT c.relname, c.relkind
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public' AND c.relname = ANY(%s) AND c.relkind IN ('r', 'm', 'v')
+        WHERE n.nspname = 'public'
+          AND ((c.relname = 'user_daily_visits' AND c.relkind = 'r')
+               OR (c.relname = ANY(%s) AND c.relkind IN ('r', 'm', 'p')))
+        ORDER BY 1
         """,
-        (["user_daily_visits"],),
+        (list(DASHBOARD_NAMES),),
     ).fetchall()
-    return [f"{name} ({ {'r': 'table', 'm': 'materialized view', 'v': 'view'}[kind] })"
-            for name, kind in rows]
+    return [f"{name} ({KINDS[kind]})" for name, kind in rows]
 
 
 def applied_versions(conn: psycopg.Connection) -> set[int]:
@@ -66,7 +77,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         done = applied_versions(conn)
-        if not done:
+        if any(m.version not in done for m in migrations()):
             legacy = _legacy_tables(conn)
             if legacy:
                 raise LegacySchemaError(

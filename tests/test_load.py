@@ -230,12 +230,16 @@ def test_changed_days_record_only_days_whose_content_changed(settings, database_
                                                               exports_dir):
     d0 = date(2024, 11, 13)
     write_file(exports_dir, d0, [row(user="@a", ts="2024-11-13 10:00:00+01")])
-    load(settings, database_url, exports_dir, [d0])
+    load(settings, database_url, exports_dir, [d0], refresh_summaries=False)
     db.execute("DELETE FROM tchap_stats.changed_days")  # as the summaries refresh would
     write_file(exports_dir, D, [row(user="@a", ts="2024-11-13 10:00:00+01"),  # same: no change
                                 row(user="@b")])
-    load(settings, database_url, exports_dir, [D])
+    load(settings, database_url, exports_dir, [D], refresh_summaries=False)
     assert db.execute("SELECT day FROM tchap_stats.changed_days").fetchall() == [(D,)]
+    # The run's summary refresh consumes them.
+    report = load(settings, database_url, exports_dir, [D], force=True)
+    assert report.refresh.days == [D]
+    assert db.execute("SELECT count(*) FROM tchap_stats.changed_days").fetchone()[0] == 0
 
 
 def test_a_missing_file_is_named_and_the_others_load(settings, database_url, db, exports_dir):

@@ -1,0 +1,204 @@
+"""Summaries: incremental = full, the dashboard views, check, refresh."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import psycopg
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from tchap_stats.cli import cli
+from tchap_stats.generate import Options, generate
+from tchap_stats.schema import DASHBOARD_NAMES
+from tchap_stats.summaries import SUMMARIES, check, refresh_range
+
+from .conftest import load, write_file
+
+FIRST, LAST = date(2024, 10, 27), date(2024, 11, 3)  # across a DST change and a month end
+DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+
+
+def summary_rows(conn: psycopg.Connection) -> dict[str, list[tuple]]:
+    return {s.table: conn.execute(
+        f"SELECT * FROM tchap_stats.{s.table} ORDER BY 1, 2, 3, 4").fetchall()
+        for s in SUMMARIES}
+
+
+def test_incremental_summaries_equal_a_full_recompute(settings, database_url, db, exports_dir):
+    generate(FIRST, LAST, str(exports_dir),
+             Options(rows_per_day=400, seed=5, overlap=0.1, late=0.05, malformed=0.002))
+    report = load(settings, database_url, exports_dir, DAYS)
+    assert report.refresh is not None and report.refresh.days
+    differences, sample = check(db, FIRST - timedelta(days=10), LAST)
+    assert (differences, sample) == (0, [])
+    incremental = summary_rows(db)
+    assert all(incremental.values())
+    refresh_range(db, FIRST - timedelta(days=10), LAST)
+    assert summary_rows(db) == incremental
+
+
+def test_two_load_orders_give_the_same_summaries(settings, database_url, db, exports_dir):
+    generate(FIRST, LAST, str(exports_dir),
+             Options(rows_per_day=300, seed=9, overlap=0.2, late=0.05))
+    load(settings, database_url, exports_dir, DAYS)
+    forward = summary_rows(db)
+    db.execute("TRUNCATE user_daily_visits, tchap_stats.user_visits_daily, "
+               "tchap_stats.user_devices_monthly, tchap_stats.user_months; "
+               "TRUNCATE tchap_stats.loads CASCADE")
+    load(settings, database_url, exports_dir, list(reversed(DAYS)))
+    assert summary_rows(db) == forward
+
+
+def test_check_finds_a_summary_row_changed_by_hand(settings, database_url, db, exports_dir):
+    generate(FIRST, FIRST + timedelta(days=2), str(exports_dir), Options(rows_per_day=200))
+    load(settings, database_url, exports_dir, DAYS[:3])
+    db.execute("UPDATE tchap_stats.user_visits_daily SET visits_count = visits_count + 1 "
+               "WHERE ctid = (SELECT min(ctid) FROM tchap_stats.user_visits_daily)")
+    count, sample = check(db, FIRST, FIRST + timedelta(days=2))
+    assert count == 2  # the tampered row is extra, the true one missing
+    assert {d.side for d in sample} == {"missing", "extra"}
+    result = CliRunner().invoke(cli, ["check", "--from", str(FIRST), "--to", str(FIRST)],
+                                env={"DATABASE_URL": database_url})
+    assert result.exit_code == 1, result.output
+    assert "2 row(s) differ" in result.output and "user_visits_daily" in result.output
+    repaired = CliRunner().invoke(cli, ["refresh", "--from", str(FIRST), "--to", str(FIRST)],
+                                  env={"DATABASE_URL": database_url})
+    assert repaired.exit_code == 0, repaired.output
+    assert check(db, FIRST, FIRST + timedelta(days=2))[0] == 0
+
+
+def test_a_deleted_summary_row_is_found_too(settings, database_url, db, exports_dir):
+    generate(FIRST, FIRST, str(exports_dir), Options(rows_per_day=200))
+    load(settings, database_url, exports_dir, [FIRST])
+    db.execute("DELETE FROM tchap_stats.user_months "
+               "WHERE ctid = (SELECT min(ctid) FROM tchap_stats.user_months)")
+    count, sample = check(db, FIRST, FIRST)
+    assert count == 1 and sample[0].side == "missing" and sample[0].summary == "user_months"
+
+
+def test_the_users_month_takes_its_earliest_visit_and_late_data_corrects_it(
+        settings, database_url, db, exports_dir):
+    ua = "Tchap/2.10.4 (Linux; U; Android 13)"
+    d1, d2 = date(2024, 11, 10), date(2024, 11, 12)
+    write_file(exports_dir, d2, [("@u", "A", "2024-11-12 09:00:00+01", ua, "inst_b", "b.fr")])
+    load(settings, database_url, exports_dir, [d2])
+    assert db.execute("SELECT instance, domain, month FROM tchap_stats.user_months"
+                      ).fetchall() == [("inst_b", "b.fr", date(2024, 11, 1))]
+    # A late file brings an earlier visit that month: the month now takes its attributes.
+    write_file(exports_dir, d1, [("@u", "B", "2024-11-03 09:00:00+01", ua, "inst_a", "a.fr"),
+                                 ("@u", "C", "2024-11-02 09:00:00+01", "curl/8", "x", "x.fr")])
+    load(settings, database_url, exports_dir, [d1])
+    # The curl visit is earlier but its device type is 'Autre': it does not count.
+    assert db.execute("SELECT user_id, visit_date, instance, domain FROM user_monthly_visits_lite"
+                      ).fetchall() == [("@u", date(2024, 11, 1), "inst_a", "a.fr")]
+    assert check(db, d1, d2)[0] == 0
+
+
+EXPECTED_COLUMNS = {
+    "user_daily_visits_agg_30d_v2": [
+        ("day", "timestamp with time zone"), ("user_id", "character varying"),
+        ("instance", "character varying"), ("domain", "character varying"),
+        ("visits_count", "bigint"), ("web_visits_count", "bigint"),
+        ("mobile_visits_count", "bigint"), ("other_visits_count", "bigint")],
+    "user_daily_visits_by_month_1y_v3": [
+        ("user_id", "character varying"), ("month", "timestamp with time zone"),
+        ("device_id", "character varying"), ("instance", "character varying"),
+        ("domain", "character varying"), ("device_type", "character varying"),
+        ("platform", "character varying")],
+    "user_monthly_visits_lite": [
+        ("user_id", "character varying"), ("visit_date", "date"),
+        ("instance", "character varying"), ("domain", "character varying")],
+}
+SAME_AS = {"user_daily_visits_agg_30d": "user_daily_visits_agg_30d_v2",
+           "user_daily_visits_agg_120d": "user_daily_visits_agg_30d_v2",
+           "user_daily_visits_agg_1y": "user_daily_visits_agg_30d_v2",
+           "user_daily_visits_by_month_1y": "user_daily_visits_by_month_1y_v3",
+           "user_daily_visits_by_month_18m": "user_daily_visits_by_month_1y_v3"}
+
+
+def test_every_dashboard_name_has_the_documented_columns_and_types(db):
+    for name in DASHBOARD_NAMES:
+        columns = db.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+            (name,)).fetchall()
+        assert columns == EXPECTED_COLUMNS[SAME_AS.get(name, name)], name
+
+
+def test_window_views_return_exactly_their_window(settings, database_url, db, exports_dir):
+    ua = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"
+    today = date(2024, 11, 14)
+    # One visit on each of a selection of days around the window edges.
+    offsets = [0, 1, 29, 30, 31, 119, 120, 364, 365, 400, 540, 560]
+    rows = [(f"@u{o}", "D", f"{today - timedelta(days=o)} 12:00:00+01", ua, "i", "d.fr")
+            for o in offsets] + [("@future", "D", "2024-11-20 12:00:00+01", ua, "i", "d.fr")]
+    write_file(exports_dir, today, rows)
+    load(settings, database_url, exports_dir, [today])
+    db.execute("SET tchap_stats.today = '2024-11-14'")
+
+    def users(view: str) -> set[str]:
+        return {u for (u,) in db.execute(f"SELECT user_id FROM {view}")}
+
+    def within(days: int) -> set[str]:
+        return {f"@u{o}" for o in offsets if o < days}
+
+    assert users("user_daily_visits_agg_30d_v2") == within(30)
+    assert users("user_daily_visits_agg_30d") == within(30)
+    assert users("user_daily_visits_agg_120d") == within(120)
+    assert users("user_daily_visits_agg_1y") == within(365)
+    first_month_1y, first_month_18m = date(2023, 12, 1), date(2023, 6, 1)
+    month_of = {f"@u{o}": (today - timedelta(days=o)).replace(day=1) for o in offsets}
+    month_of["@future"] = date(2024, 11, 1)  # monthly rows cover the current month whole
+    assert users("user_daily_visits_by_month_1y_v3") == {
+        u for u, m in month_of.items() if m >= first_month_1y}
+    assert users("user_daily_visits_by_month_18m") == {
+        u for u, m in month_of.items() if m >= first_month_18m}
+    day = db.execute("SELECT day FROM user_daily_visits_agg_30d_v2 WHERE user_id = '@u0'")
+    assert day.fetchone()[0].isoformat() == "2024-11-13T23:00:00+00:00"  # Paris midnight
+
+
+# Property: random sequences of loads (reruns, overlaps, late rows, --replace, duplicates
+# with differing attributes), in random orders, keep every summary equal to a full
+# recompute; and merge-only loads give the same summaries in any order.
+AGENTS = ["Mozilla/5.0 (Windows NT 10.0) Firefox/128.0", "Tchap/2.0 (Android 13)",
+          "Tchap/2.4 (iPad; iOS 16.4.1)", "curl/8.4"]
+visit = st.tuples(
+    st.sampled_from(["@a", "@b", "@c"]), st.sampled_from(["D1", "D2"]),
+    st.integers(0, 9),  # day offset from 2024-10-25
+    st.sampled_from(["00:00:00+02", "23:30:00+00", "12:00:00+01"]),
+    st.sampled_from(AGENTS), st.sampled_from(["i1", "i2"]))
+load_step = st.tuples(st.integers(0, 3), st.booleans())  # (file number, --replace)
+
+
+@hypothesis_settings(max_examples=12, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(st.lists(visit, min_size=1, max_size=8), min_size=4, max_size=4),
+       steps=st.lists(load_step, min_size=1, max_size=6))
+def test_property_any_sequence_of_loads_keeps_summaries_exact(
+        settings, database_url, db, tmp_path_factory, files, steps):
+    directory = tmp_path_factory.mktemp("files")
+    start = date(2024, 10, 25)
+    extraction = [date(2024, 11, 1) + timedelta(days=n) for n in range(4)]
+    for n, rows in enumerate(files):
+        write_file(directory, extraction[n], [
+            (u, d, f"{start + timedelta(days=o)} {t}", ua, i, f"{i}.fr")
+            for u, d, o, t, ua, i in rows])
+    db.execute("TRUNCATE user_daily_visits, tchap_stats.user_visits_daily, "
+               "tchap_stats.user_devices_monthly, tchap_stats.user_months, "
+               "tchap_stats.changed_days; TRUNCATE tchap_stats.loads CASCADE")
+    for n, replace in steps:
+        report = load(settings, database_url, directory, [extraction[n]], replace=replace,
+                      force=True)
+        assert report.exit_code == 0
+        assert check(db, start - timedelta(days=1), start + timedelta(days=12))[0] == 0
+    if not any(replace for _, replace in steps):
+        after = summary_rows(db)
+        db.execute("TRUNCATE user_daily_visits, tchap_stats.user_visits_daily, "
+                   "tchap_stats.user_devices_monthly, tchap_stats.user_months; "
+                   "TRUNCATE tchap_stats.loads CASCADE")
+        for n, _ in reversed(steps):
+            load(settings, database_url, directory, [extraction[n]], force=True)
+        assert summary_rows(db) == after
