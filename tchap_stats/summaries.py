@@ -46,6 +46,8 @@ SUMMARIES = (
     Summary("user_visits_daily", "day"),
     Summary("user_devices_monthly", "month"),
     Summary("user_months", "month"),
+    Summary("active_daily", "day"),
+    Summary("active_monthly", "month"),
 )
 
 

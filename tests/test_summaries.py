@@ -22,9 +22,15 @@ DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
 
 
 def summary_rows(conn: psycopg.Connection) -> dict[str, list[tuple]]:
-    return {s.table: conn.execute(
-        f"SELECT * FROM tchap_stats.{s.table} ORDER BY 1, 2, 3, 4").fetchall()
-        for s in SUMMARIES}
+    return {s.table: sorted(conn.execute(f"SELECT * FROM tchap_stats.{s.table}").fetchall())
+            for s in SUMMARIES}
+
+
+def reset(conn: psycopg.Connection) -> None:
+    """Empty the raw table, every summary and the ledger."""
+    tables = ", ".join(f"tchap_stats.{s.table}" for s in SUMMARIES)
+    conn.execute(f"TRUNCATE user_daily_visits, tchap_stats.changed_days, {tables}; "
+                 "TRUNCATE tchap_stats.loads CASCADE")
 
 
 def test_incremental_summaries_equal_a_full_recompute(settings, database_url, db, exports_dir):
@@ -45,9 +51,7 @@ def test_two_load_orders_give_the_same_summaries(settings, database_url, db, exp
              Options(rows_per_day=300, seed=9, overlap=0.2, late=0.05))
     load(settings, database_url, exports_dir, DAYS)
     forward = summary_rows(db)
-    db.execute("TRUNCATE user_daily_visits, tchap_stats.user_visits_daily, "
-               "tchap_stats.user_devices_monthly, tchap_stats.user_months; "
-               "TRUNCATE tchap_stats.loads CASCADE")
+    reset(db)
     load(settings, database_url, exports_dir, list(reversed(DAYS)))
     assert summary_rows(db) == forward
 
@@ -186,9 +190,7 @@ def test_property_any_sequence_of_loads_keeps_summaries_exact(
         write_file(directory, extraction[n], [
             (u, d, f"{start + timedelta(days=o)} {t}", ua, i, f"{i}.fr")
             for u, d, o, t, ua, i in rows])
-    db.execute("TRUNCATE user_daily_visits, tchap_stats.user_visits_daily, "
-               "tchap_stats.user_devices_monthly, tchap_stats.user_months, "
-               "tchap_stats.changed_days; TRUNCATE tchap_stats.loads CASCADE")
+    reset(db)
     for n, replace in steps:
         report = load(settings, database_url, directory, [extraction[n]], replace=replace,
                       force=True)
@@ -196,9 +198,30 @@ def test_property_any_sequence_of_loads_keeps_summaries_exact(
         assert check(db, start - timedelta(days=1), start + timedelta(days=12))[0] == 0
     if not any(replace for _, replace in steps):
         after = summary_rows(db)
-        db.execute("TRUNCATE user_daily_visits, tchap_stats.user_visits_daily, "
-                   "tchap_stats.user_devices_monthly, tchap_stats.user_months; "
-                   "TRUNCATE tchap_stats.loads CASCADE")
+        reset(db)
         for n, _ in reversed(steps):
             load(settings, database_url, directory, [extraction[n]], force=True)
         assert summary_rows(db) == after
+
+
+def test_active_users_by_day_and_month(settings, database_url, db, exports_dir):
+    web = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+    mobile = "Tchap/2.10.4 (Linux; U; Android 13)"
+    day = date(2024, 11, 14)
+    write_file(exports_dir, day, [
+        ("@a", "A1", "2024-11-14 09:00:00+01", web, "agent_x", "x.fr"),
+        ("@a", "A2", "2024-11-14 10:00:00+01", mobile, "agent_x", "x.fr"),
+        ("@b", "B1", "2024-11-14 11:00:00+01", mobile, "agent_y", "y.fr"),
+        ("@b", "B1", "2024-11-02 11:00:00+01", mobile, "agent_y", "y.fr"),
+    ])
+    load(settings, database_url, exports_dir, [day])
+    daily = {(d, v): (u, n) for d, v, u, n in db.execute(
+        "SELECT dimension, value, users, devices FROM daily_active_users WHERE day = %s",
+        (day,))}
+    assert daily == {("overall", ""): (2, 3), ("instance", "agent_x"): (1, 2),
+                     ("instance", "agent_y"): (1, 1), ("domain", "x.fr"): (1, 2),
+                     ("domain", "y.fr"): (1, 1), ("platform", "Web"): (1, 1),
+                     ("platform", "Mobile"): (2, 2)}
+    monthly = dict(db.execute(
+        "SELECT value, users FROM monthly_active_users WHERE dimension = 'overall'"))
+    assert monthly == {"": 2}

@@ -1,0 +1,27 @@
+-- Active users and devices: the views the old system abandoned as "too long to update".
+-- One row per period and dimension value; dimension is 'overall' (value ''), 'instance',
+-- 'domain' or 'platform'. Distinct counts do not add up across values, hence one row each.
+
+CREATE TABLE tchap_stats.active_daily (
+    day       date    NOT NULL,
+    dimension text    NOT NULL,
+    value     varchar NOT NULL,
+    users     bigint  NOT NULL,
+    devices   bigint  NOT NULL,
+    PRIMARY KEY (day, dimension, value)
+);
+
+CREATE TABLE tchap_stats.active_monthly (
+    month     date    NOT NULL,
+    dimension text    NOT NULL,
+    value     varchar NOT NULL,
+    users     bigint  NOT NULL,
+    devices   bigint  NOT NULL,
+    PRIMARY KEY (month, dimension, value)
+);
+
+CREATE VIEW public.daily_active_users AS
+SELECT day, dimension, value, users, devices FROM tchap_stats.active_daily;
+
+CREATE VIEW public.monthly_active_users AS
+SELECT month, dimension, value, users, devices FROM tchap_stats.active_monthly;
