@@ -298,7 +298,8 @@ def check_command(obj: Context, first: date | None, last: date | None) -> None:
     click.echo(f"{count} row(s) differ from a full recompute for the months of "
                f"{first}..{last}; first ones:")
     for difference in sample:
-        click.echo(f"  {difference.summary} {difference.side}: {difference.row}")
+        values = " | ".join(str(v) for v in difference.row)
+        click.echo(f"  {difference.summary} {difference.side}: {values}")
     sys.exit(EXIT_FAILED)
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+from psycopg import sql
 
 from .config import Settings
 from .database import EMBEDDED_DIR, connect, start_embedded
@@ -66,13 +67,22 @@ def run_demo(settings: Settings, directory: Path, days: int, rows_per_day: int) 
                  days_between(first, last), progress=True,
                  on_outcome=lambda o: click.echo(o.summary()))
     click.echo("\n" + report.totals())
+    if report.refresh:
+        click.echo(report.refresh.summary())
     with connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET TIME ZONE {}").format(sql.Literal(settings.timezone)))
         _show(conn, "sample rows of user_daily_visits:",
               "SELECT visit_date, user_id, device_id, visit_ts, platform, device_type, instance "
               "FROM user_daily_visits ORDER BY visit_date DESC, user_id LIMIT 5")
         _show(conn, "rows by platform over the loaded days:",
               "SELECT platform, count(*) AS visits, count(DISTINCT user_id) AS users "
               "FROM user_daily_visits GROUP BY 1 ORDER BY 2 DESC")
+        _show(conn, "daily active users, last 5 days (view daily_active_users):",
+              "SELECT day, users, devices FROM daily_active_users WHERE dimension = 'overall' "
+              "ORDER BY day DESC LIMIT 5")
+        _show(conn, "what the dashboards read (view user_daily_visits_agg_30d_v2):",
+              "SELECT day, user_id, visits_count, web_visits_count, mobile_visits_count "
+              "FROM user_daily_visits_agg_30d_v2 ORDER BY day DESC, user_id LIMIT 3")
         _show(conn, "some rejected lines (tchap_stats.rejects):",
               "SELECT file_key, line, reason FROM tchap_stats.rejects ORDER BY load_id, line "
               "LIMIT 3")
