@@ -26,7 +26,7 @@ EXPORT = "user_daily_visits"
 @dataclass(frozen=True)
 class Summary:
     table: str  # in schema tchap_stats; its SQL file is sql/summaries/{table}.sql
-    grain: str  # "day" or "month": the column the rows are recomputed by
+    grain: str  # "day", "month", or "rolling" (every day whose window holds a changed day)
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -37,6 +37,9 @@ class Summary:
         return sql.SQL(text).format(target=target)
 
     def delete(self, target: sql.Composable) -> sql.Composed:
+        if self.grain == "rolling":
+            return sql.SQL("DELETE FROM {} WHERE day BETWEEN %(rolling_first)s "
+                           "AND %(rolling_last)s").format(target)
         array = "days" if self.grain == "day" else "months"
         return sql.SQL("DELETE FROM {} WHERE {} = ANY({}::date[])").format(
             target, sql.Identifier(self.grain), sql.Placeholder(array))
@@ -48,7 +51,9 @@ SUMMARIES = (
     Summary("user_months", "month"),
     Summary("active_daily", "day"),
     Summary("active_monthly", "month"),
+    Summary("active_rolling_30d", "rolling"),  # after user_visits_daily: it reads it
 )
+ROLLING_WINDOW = 30
 
 
 @dataclass
@@ -80,10 +85,20 @@ def recompute(conn: psycopg.Connection, days: Iterable[date],
     if not params["days"]:
         return params
     for summary in SUMMARIES:
+        if summary.grain == "rolling":
+            _rolling_range(conn, params)
         target = (targets or {}).get(summary.table, summary.identifier)
         conn.execute(summary.delete(target), params)
         conn.execute(summary.insert(target), params)
     return params
+
+
+def _rolling_range(conn: psycopg.Connection, params: dict[str, object]) -> None:
+    """The days whose 30-day window holds a recomputed day. Days still in the future get
+    provisional rows (the view hides them) that their own load recomputes."""
+    days = params["days"]
+    params["rolling_first"] = days[0]
+    params["rolling_last"] = days[-1] + timedelta(days=ROLLING_WINDOW - 1)
 
 
 def refresh_changed(conn: psycopg.Connection) -> RefreshReport:
@@ -132,7 +147,6 @@ def check(conn: psycopg.Connection, first: date, last: date,
     """Recompute the months touching [first, last] into temporary tables and compare them
     row by row with the summaries. Returns (number of differing rows, a sample)."""
     days = whole_months(first, last)
-    params = _parameters(days)
     total, found = 0, []
     with conn.transaction():
         targets = {}
@@ -141,11 +155,13 @@ def check(conn: psycopg.Connection, first: date, last: date,
             conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
                 temp, summary.identifier))
             targets[summary.table] = temp
-        recompute(conn, days, targets)
+        params = recompute(conn, days, targets)
         for summary in SUMMARIES:
-            where = sql.SQL("{} = ANY(%(days)s::date[])" if summary.grain == "day"
-                            else "{} = ANY(%(months)s::date[])").format(
-                                sql.Identifier(summary.grain))
+            where = {
+                "day": sql.SQL("day = ANY(%(days)s::date[])"),
+                "month": sql.SQL("month = ANY(%(months)s::date[])"),
+                "rolling": sql.SQL("day BETWEEN %(rolling_first)s AND %(rolling_last)s"),
+            }[summary.grain]
             for side, left, right in (("missing", targets[summary.table], summary.identifier),
                                       ("extra", summary.identifier, targets[summary.table])):
                 query = sql.SQL("SELECT * FROM {left} WHERE {where} EXCEPT ALL "

@@ -225,3 +225,25 @@ def test_active_users_by_day_and_month(settings, database_url, db, exports_dir):
     monthly = dict(db.execute(
         "SELECT value, users FROM monthly_active_users WHERE dimension = 'overall'"))
     assert monthly == {"": 2}
+
+
+def test_rolling_30_day_active_users(settings, database_url, db, exports_dir):
+    ua = "Tchap/2.10.4 (Linux; U; Android 13)"
+    visits = {"@a": [date(2024, 11, 1), date(2024, 11, 20)], "@b": [date(2024, 11, 10)],
+              "@c": [date(2024, 12, 15)]}
+    rows = [(u, "D", f"{d} 12:00:00+01", ua, "i", "d.fr") for u, ds in visits.items()
+            for d in ds]
+    write_file(exports_dir, date(2024, 12, 15), rows)
+    load(settings, database_url, exports_dir, [date(2024, 12, 15)])
+    db.execute("SET tchap_stats.today = '2025-02-01'")
+    rolling = dict(db.execute("SELECT day, users FROM rolling_30d_active_users "
+                              "WHERE dimension = 'overall'").fetchall())
+
+    def expected(day: date) -> int:
+        return sum(any(timedelta(0) <= day - d < timedelta(days=30) for d in ds)
+                   for ds in visits.values())
+
+    for offset in range(0, 80):
+        day = date(2024, 10, 25) + timedelta(days=offset)
+        assert rolling.get(day, 0) == expected(day), day
+    assert check(db, date(2024, 11, 1), date(2024, 12, 31))[0] == 0

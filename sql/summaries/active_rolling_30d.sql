@@ -1,0 +1,48 @@
+-- tchap_stats.active_rolling_30d for the days %(rolling_first)s .. %(rolling_last)s: users
+-- active at least once in the 30 days ending on each day, overall and by instance, domain
+-- and platform, from tchap_stats.user_visits_daily (itself checked against the raw table).
+-- Linear in the rows of the window, not 30 times them: each user's active days become
+-- spans [first day, last day + 29] (days less than 30 apart merge), and each span adds one
+-- on its first day and removes one the day after its end.
+INSERT INTO {target} (day, dimension, value, users)
+WITH active AS (
+    SELECT DISTINCT v.day, v.user_id, d.dimension, d.value
+    FROM tchap_stats.user_visits_daily AS v
+    CROSS JOIN LATERAL (VALUES
+        ('overall', ''), ('instance', v.instance), ('domain', v.domain),
+        ('platform', CASE WHEN v.web_visits_count > 0 THEN 'Web' END),
+        ('platform', CASE WHEN v.mobile_visits_count > 0 THEN 'Mobile' END),
+        ('platform', CASE WHEN v.other_visits_count > 0 THEN 'Autre' END)
+    ) AS d(dimension, value)
+    WHERE v.day BETWEEN %(rolling_first)s::date - 29 AND %(rolling_last)s::date
+      AND d.value IS NOT NULL
+), starts AS (
+    SELECT *, CASE WHEN day - lag(day) OVER w <= 30 THEN 0 ELSE 1 END AS new_span
+    FROM active
+    WINDOW w AS (PARTITION BY dimension, value, user_id ORDER BY day)
+), spans AS (
+    SELECT dimension, value, min(day) AS first_day, max(day) + 29 AS last_day
+    FROM (SELECT *, sum(new_span) OVER (PARTITION BY dimension, value, user_id ORDER BY day)
+                    AS span
+          FROM starts) AS numbered
+    GROUP BY dimension, value, user_id, span
+), deltas AS (
+    SELECT dimension, value, greatest(first_day, %(rolling_first)s::date) AS day, 1 AS delta
+    FROM spans
+    WHERE last_day >= %(rolling_first)s::date AND first_day <= %(rolling_last)s::date
+    UNION ALL
+    SELECT dimension, value, last_day + 1, -1
+    FROM spans
+    WHERE last_day >= %(rolling_first)s::date AND last_day < %(rolling_last)s::date
+), per_day AS (
+    SELECT dimension, value, day, sum(delta) AS delta FROM deltas GROUP BY 1, 2, 3
+), counted AS (
+    SELECT days.day, dv.dimension, dv.value,
+           sum(coalesce(p.delta, 0)) OVER (PARTITION BY dv.dimension, dv.value
+                                           ORDER BY days.day) AS users
+    FROM generate_series(%(rolling_first)s::date, %(rolling_last)s::date, '1 day') AS days(day)
+    CROSS JOIN (SELECT DISTINCT dimension, value FROM deltas) AS dv
+    LEFT JOIN per_day AS p
+      ON p.day = days.day AND p.dimension = dv.dimension AND p.value = dv.value
+)
+SELECT day, dimension, value, users FROM counted WHERE users > 0;
