@@ -47,46 +47,47 @@ CREATE TABLE tchap_stats.user_months (
 CREATE INDEX user_months_month_idx ON tchap_stats.user_months (month);
 
 -- The old materialized views' names and columns, over the summaries; windows are relative
--- to tchap_stats.today(), so they never need a refresh of their own. "day" stays a
--- timestamptz (the old views grouped by date_trunc('day', visit_ts)): the Paris midnight.
+-- to tchap_stats.today(), so they never need a refresh of their own. "day" and "month"
+-- stay timestamptz, as in the old views (date_trunc of a timestamp): the Paris midnight.
+-- The window functions are plain SQL: PostgreSQL inlines them into the views' queries.
+CREATE FUNCTION tchap_stats.user_visits_last_days(days integer)
+RETURNS TABLE (day timestamptz, user_id varchar, instance varchar, domain varchar,
+               visits_count bigint, web_visits_count bigint, mobile_visits_count bigint,
+               other_visits_count bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT (v.day::timestamp AT TIME ZONE 'Europe/Paris'), v.user_id, v.instance, v.domain,
+           v.visits_count, v.web_visits_count, v.mobile_visits_count, v.other_visits_count
+    FROM tchap_stats.user_visits_daily AS v
+    WHERE v.day > tchap_stats.today() - days AND v.day <= tchap_stats.today()
+$$;
+
+CREATE FUNCTION tchap_stats.user_devices_last_months(months integer)
+RETURNS TABLE (user_id varchar, month timestamptz, device_id varchar, instance varchar,
+               domain varchar, device_type varchar, platform varchar)
+LANGUAGE sql STABLE AS $$
+    SELECT m.user_id, (m.month::timestamp AT TIME ZONE 'Europe/Paris'), m.device_id,
+           m.instance, m.domain, m.device_type, m.platform
+    FROM tchap_stats.user_devices_monthly AS m
+    WHERE m.month >= (date_trunc('month', tchap_stats.today())
+                      - make_interval(months => months - 1))::date
+      AND m.month <= tchap_stats.today()
+$$;
+
 CREATE VIEW public.user_daily_visits_agg_30d_v2 AS
-SELECT (day::timestamp AT TIME ZONE 'Europe/Paris') AS day, user_id, instance, domain,
-       visits_count, web_visits_count, mobile_visits_count, other_visits_count
-FROM tchap_stats.user_visits_daily
-WHERE day > tchap_stats.today() - 30 AND day <= tchap_stats.today();
-
+SELECT * FROM tchap_stats.user_visits_last_days(30);
 CREATE VIEW public.user_daily_visits_agg_30d AS
-SELECT * FROM public.user_daily_visits_agg_30d_v2;
-
+SELECT * FROM tchap_stats.user_visits_last_days(30);
 CREATE VIEW public.user_daily_visits_agg_120d AS
-SELECT (day::timestamp AT TIME ZONE 'Europe/Paris') AS day, user_id, instance, domain,
-       visits_count, web_visits_count, mobile_visits_count, other_visits_count
-FROM tchap_stats.user_visits_daily
-WHERE day > tchap_stats.today() - 120 AND day <= tchap_stats.today();
-
+SELECT * FROM tchap_stats.user_visits_last_days(120);
 CREATE VIEW public.user_daily_visits_agg_1y AS
-SELECT (day::timestamp AT TIME ZONE 'Europe/Paris') AS day, user_id, instance, domain,
-       visits_count, web_visits_count, mobile_visits_count, other_visits_count
-FROM tchap_stats.user_visits_daily
-WHERE day > tchap_stats.today() - 365 AND day <= tchap_stats.today();
+SELECT * FROM tchap_stats.user_visits_last_days(365);
 
--- "month" as the old view's date_trunc('month', visit_date): a timestamptz.
 CREATE VIEW public.user_daily_visits_by_month_1y_v3 AS
-SELECT user_id, (month::timestamp AT TIME ZONE 'Europe/Paris') AS month, device_id, instance,
-       domain, device_type, platform
-FROM tchap_stats.user_devices_monthly
-WHERE month >= (date_trunc('month', tchap_stats.today()) - interval '11 months')::date
-  AND month <= tchap_stats.today();
-
+SELECT * FROM tchap_stats.user_devices_last_months(12);
 CREATE VIEW public.user_daily_visits_by_month_1y AS
-SELECT * FROM public.user_daily_visits_by_month_1y_v3;
-
+SELECT * FROM tchap_stats.user_devices_last_months(12);
 CREATE VIEW public.user_daily_visits_by_month_18m AS
-SELECT user_id, (month::timestamp AT TIME ZONE 'Europe/Paris') AS month, device_id, instance,
-       domain, device_type, platform
-FROM tchap_stats.user_devices_monthly
-WHERE month >= (date_trunc('month', tchap_stats.today()) - interval '17 months')::date
-  AND month <= tchap_stats.today();
+SELECT * FROM tchap_stats.user_devices_last_months(18);
 
 CREATE VIEW public.user_monthly_visits_lite AS
 SELECT user_id, month AS visit_date, instance, domain
