@@ -214,14 +214,16 @@ class Stager:
 
     _ids = itertools.count(1)
 
-    def __init__(self, settings: Settings, threads: int | None = None):
+    def __init__(self, settings: Settings):
         self.settings = settings
         settings.spill_dir.mkdir(parents=True, exist_ok=True)
-        config = {"memory_limit": settings.duckdb_memory,
-                  "temp_directory": str(settings.spill_dir)}
-        if threads:
-            config["threads"] = str(threads)
-        self.db = duckdb.connect(config=config)
+        # Global settings, shared by every cursor: set here once, never per query (insertion
+        # order must stay preserved: line numbers rely on it). TimeZone is per cursor.
+        self.db = duckdb.connect(config={
+            "memory_limit": settings.duckdb_memory,
+            "temp_directory": str(settings.spill_dir),
+            "preserve_insertion_order": True,
+        })
         self._local = threading.local()
         self._s3_lock = threading.Lock()
         self._s3_ready: object | None = None
@@ -234,9 +236,9 @@ class Stager:
             cursor = self._local.cursor = self._new_cursor()
         return cursor
 
-    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+    def _new_cursor(self, timezone: str | None = None) -> duckdb.DuckDBPyConnection:
         cursor = self.db.cursor()
-        cursor.execute(f"SET TimeZone = {literal(self.settings.timezone)}")
+        cursor.execute(f"SET TimeZone = {literal(timezone or self.settings.timezone)}")
         cursor.execute("SET enable_progress_bar = false")  # the run reports its own progress
         return cursor
 
@@ -343,13 +345,8 @@ class Stager:
 
             def write() -> None:
                 try:
-                    cursor = self.db.cursor()
-                    cursor.execute("SET enable_progress_bar = false")
-                    # Timestamps carry their offset: UTC formats fastest (no ICU zone rules).
-                    cursor.execute("SET TimeZone = 'UTC'")
-                    cursor.execute("SET preserve_insertion_order = false")
-                    cursor.execute("SET threads = 1")  # the other core is PostgreSQL's
-                    cursor.execute(query, {"day": day, "pipe": str(pipe)})
+                    # Timestamps keep their offset: UTC formats fastest (no zone rules).
+                    self._new_cursor("UTC").execute(query, {"day": day, "pipe": str(pipe)})
                 except BaseException as exc:  # reported by the reading side
                     failure.append(exc)
                 finally:

@@ -361,3 +361,13 @@ def test_a_killed_load_leaves_the_day_untouched_and_the_next_run_completes_it(
     assert statuses == ["interrupted", "loaded"]
     loaded = db.execute("SELECT count(*) FROM user_daily_visits").fetchone()[0]
     assert loaded == rerun.outcomes[0].rows_loaded > 140_000
+
+
+def test_every_file_of_a_run_gets_the_paris_day(settings, database_url, db, exports_dir):
+    # Streaming a file out must not change the zone the next file's days are computed in.
+    days = [date(2024, 11, 14), date(2024, 11, 15), date(2024, 11, 16)]
+    for day in days:
+        write_file(exports_dir, day, [row(user=f"@{day}", ts=f"{day} 00:00:00+01")])
+    load(settings, database_url, exports_dir, days)
+    assert db.execute("SELECT user_id, visit_date::text FROM user_daily_visits ORDER BY 1"
+                      ).fetchall() == [(f"@{d}", str(d)) for d in days]
