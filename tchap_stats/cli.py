@@ -141,7 +141,7 @@ def _echo_outcome(outcome) -> None:
 
 
 def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, jobs: int,
-          progress: bool) -> None:
+          progress: bool, refresh_summaries: bool = True) -> None:
     settings = obj.settings
     exports = only or default_exports(settings.enabled_exports)
     try:
@@ -151,7 +151,8 @@ def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, j
     url = _database_url(obj)
     try:
         report = run(settings, url, source, exports, days, replace=replace, force=force,
-                     jobs=jobs, progress=progress, on_outcome=_echo_outcome)
+                     jobs=jobs, progress=progress, on_outcome=_echo_outcome,
+                     refresh_summaries=refresh_summaries)
     except Exception as exc:  # the run could not start or the database went away
         log.debug("run failed", exc_info=True)
         obj.fail(str(exc))
@@ -164,6 +165,10 @@ _only_option = click.option(
     help="Comma-separated export names (default: the enabled exports).")
 _force_option = click.option("--force", is_flag=True,
                              help="Reload files already loaded with the same ETag.")
+_no_refresh_option = click.option(
+    "--no-refresh", is_flag=True,
+    help="Load only; the changed days wait in tchap_stats.changed_days for the next "
+         "refresh (`tchap-stats refresh`, or the next sync).")
 _replace_option = click.option(
     "--replace", is_flag=True,
     help="Each day in a file ends up holding exactly that file's rows (default: merge).")
@@ -175,8 +180,10 @@ _replace_option = click.option(
 @_only_option
 @_force_option
 @_replace_option
+@_no_refresh_option
 @click.pass_obj
-def sync(obj: Context, day: date | None, only, force: bool, replace: bool) -> None:
+def sync(obj: Context, day: date | None, only, force: bool, replace: bool,
+         no_refresh: bool) -> None:
     """Load the files of one extraction day (the nightly job).
 
     \b
@@ -185,7 +192,8 @@ def sync(obj: Context, day: date | None, only, force: bool, replace: bool) -> No
       tchap-stats sync --date 2024-11-14 --only user_daily_visits
     """
     day = day or yesterday(obj.settings.timezone)
-    _load(obj, [day], only, replace=replace, force=force, jobs=1, progress=False)
+    _load(obj, [day], only, replace=replace, force=force, jobs=1, progress=False,
+          refresh_summaries=not no_refresh)
 
 
 @cli.command()
@@ -196,9 +204,10 @@ def sync(obj: Context, day: date | None, only, force: bool, replace: bool) -> No
 @_replace_option
 @click.option("--jobs", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Files loaded at once.")
+@_no_refresh_option
 @click.pass_obj
 def backfill(obj: Context, first: date, last: date, only, force: bool, replace: bool,
-             jobs: int) -> None:
+             jobs: int, no_refresh: bool) -> None:
     """Load every file of a range of extraction days, skipping those already loaded.
 
     Missing days are listed at the end (exit code 3); the others are loaded anyway.
@@ -210,7 +219,7 @@ def backfill(obj: Context, first: date, last: date, only, force: bool, replace: 
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
     _load(obj, days_between(first, last), only, replace=replace, force=force, jobs=jobs,
-          progress=True)
+          progress=True, refresh_summaries=not no_refresh)
 
 
 @cli.command("generate")

@@ -337,7 +337,8 @@ class Stager:
         rows = _render(
             "loadable_rows.sql", checked=ident(staged.checked), losers=ident(staged.losers),
             day_column=ident(export.partition_column), table_columns=_output_columns(export))
-        query = f"COPY ({rows}) TO $pipe (FORMAT csv, HEADER false)"
+        # Row order does not matter to PostgreSQL: let DuckDB write from several threads.
+        query = f"COPY ({rows}) TO $pipe (FORMAT csv, HEADER false, PRESERVE_ORDER false)"
         with tempfile.TemporaryDirectory(dir=self.settings.spill_dir) as tmp:
             pipe = Path(tmp) / "rows.csv"
             os.mkfifo(pipe)

@@ -247,3 +247,21 @@ def test_rolling_30_day_active_users(settings, database_url, db, exports_dir):
         day = date(2024, 10, 25) + timedelta(days=offset)
         assert rolling.get(day, 0) == expected(day), day
     assert check(db, date(2024, 11, 1), date(2024, 12, 31))[0] == 0
+
+
+def test_no_refresh_leaves_the_changed_days_for_the_next_refresh(settings, database_url, db,
+                                                                 exports_dir):
+    generate(FIRST, FIRST, str(exports_dir), Options(rows_per_day=100))
+    env = {"DATABASE_URL": database_url}
+    loaded = CliRunner().invoke(cli, ["--source", str(exports_dir), "sync", "--date",
+                                      str(FIRST), "--no-refresh"], env=env)
+    assert loaded.exit_code == 0, loaded.output
+    assert "summaries:" not in loaded.output
+    waiting = db.execute("SELECT count(*) FROM tchap_stats.changed_days").fetchone()[0]
+    assert waiting > 0
+    assert db.execute("SELECT count(*) FROM tchap_stats.user_visits_daily").fetchone()[0] == 0
+    refreshed = CliRunner().invoke(cli, ["refresh"], env=env)
+    assert refreshed.exit_code == 0, refreshed.output
+    assert f"{waiting} day(s)" in refreshed.output
+    assert db.execute("SELECT count(*) FROM tchap_stats.changed_days").fetchone()[0] == 0
+    assert check(db, FIRST, FIRST)[0] == 0
