@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 DEFAULT_S3_ENDPOINT = "s3.gra.cloud.ovh.net"
 DEFAULT_S3_REGION = "gra"
 DEFAULT_TZ = "Europe/Paris"
-# DuckDB's share of a Scalingo M container (512 MiB): a 1 M-row file peaks at ~430 MiB for
+# DuckDB's share of a Scalingo M container (512 MiB): a 1 M-row file peaks at 350-400 MiB for
 # the whole process with it (benchmarks/load.py); DuckDB spills beyond it.
 DEFAULT_DUCKDB_MEMORY = "160MB"
 DEFAULT_REJECT_THRESHOLD = 0.01
