@@ -17,7 +17,8 @@ from . import generate as generate_module
 from .config import ConfigError, Settings, mask
 from .database import DatabaseError, connect, resolve_database_url
 from .exports import default_exports, parse_only
-from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, days_between, run, yesterday
+from .load import days_between
+from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, run, yesterday
 from .schema import LegacySchemaError, migrate, require_schema
 from .source import open_source
 from .summaries import check, refresh_changed, refresh_range

@@ -15,7 +15,8 @@ from .config import Settings
 from .database import EMBEDDED_DIR, connect, start_embedded
 from .exports import default_exports
 from .generate import Options, generate
-from .pipeline import days_between, run, yesterday
+from .load import days_between
+from .pipeline import run, yesterday
 from .schema import migrate
 from .source import LocalSource
 

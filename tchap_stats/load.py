@@ -15,7 +15,7 @@ Per day:
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 
 import psycopg
 from psycopg import sql
@@ -34,6 +34,10 @@ _PARTITION_LOCK = 0x7C4A_0002  # advisory lock id serialising partition creation
 
 def _statement(name: str, **parts: sql.Composable) -> sql.Composed:
     return sql.SQL((LOAD_SQL / name).read_text()).format(**parts)
+
+
+def days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def month_bounds(day: date) -> tuple[date, date]:

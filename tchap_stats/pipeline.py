@@ -107,10 +107,6 @@ def yesterday(timezone: str, today: date | None = None) -> date:
     return today - timedelta(days=1)
 
 
-def days_between(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
 def extraction_date(name: str) -> date | None:
     match = re.search(r"_(\d{4}-\d{2}-\d{2})\.csv$", name)
     return date.fromisoformat(match[1]) if match else None

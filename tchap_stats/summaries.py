@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from .config import SQL_DIR
-from .load import month_bounds
+from .load import days_between, month_bounds
 
 SUMMARIES_SQL = SQL_DIR / "summaries"
 EXPORT = "user_daily_visits"
@@ -118,10 +118,6 @@ def refresh_changed(conn: psycopg.Connection) -> RefreshReport:
         conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s AND day = ANY(%s)",
                      (EXPORT, days))
     return RefreshReport(days, params["months"], time.monotonic() - started)
-
-
-def days_between(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def whole_months(first: date, last: date) -> list[date]:
