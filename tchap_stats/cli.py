@@ -313,6 +313,40 @@ def check_command(obj: Context, first: date | None, last: date | None) -> None:
     sys.exit(EXIT_FAILED)
 
 
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="How many of the last loads to list.")
+@click.pass_obj
+def status(obj: Context, limit: int) -> None:
+    """What the ledger says: schema version, last loads, days waiting for a refresh.
+
+    \b
+    Example:
+      tchap-stats status --limit 5
+    """
+    url = _database_url(obj)
+    with connect(url, autocommit=True) as conn:
+        require_schema(conn)
+        version = conn.execute("SELECT max(version) FROM tchap_stats.schema_version"
+                               ).fetchone()[0]
+        click.echo(f"schema version {version}")
+        loads = conn.execute(
+            "SELECT file_key, status, rows_read, rows_loaded, rows_duplicate, rows_rejected, "
+            "days_changed, to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), error "
+            "FROM tchap_stats.loads ORDER BY load_id DESC LIMIT %s", (limit,)).fetchall()
+        click.echo(f"last {len(loads)} load(s):")
+        for key, state, read, loaded, duplicate, rejected, days, finished, error in loads:
+            figures = (f"read {read or 0:,} · loaded {loaded or 0:,} · duplicates "
+                       f"{duplicate or 0:,} · rejected {rejected or 0:,} · days changed "
+                       f"{days or 0}")
+            line = f"  {key}: {state} ({figures}) {finished or ''}".rstrip()
+            click.echo(line + (f"\n    {error}" if error else ""))
+        count, first, last = conn.execute(
+            "SELECT count(*), min(day), max(day) FROM tchap_stats.changed_days").fetchone()
+        click.echo(f"days waiting for a summary refresh: {count}"
+                   + (f" ({first}..{last})" if count else ""))
+
+
 DEMO_DIR = Path(".tchap-stats/demo-exports")
 
 

@@ -22,7 +22,7 @@ from .conftest import _names, upload_dir, write_file
 
 D = date(2024, 11, 14)
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
-COMMANDS = ["migrate", "sync", "backfill", "generate", "demo"]
+COMMANDS = ["migrate", "sync", "backfill", "refresh", "check", "status", "generate", "demo"]
 
 # Variables the command reads; every invocation starts from none of them set.
 READ_VARIABLES = [
@@ -72,6 +72,10 @@ def empty_database_url(server_url: str) -> Iterator[str]:
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(name)))
+
+
+def test_the_command_list_is_complete():
+    assert sorted(cli.commands) == sorted(COMMANDS)
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -256,3 +260,14 @@ def test_loading_before_migrate_fails_and_says_to_migrate(empty_database_url, ex
                     DATABASE_URL=empty_database_url)
     assert result.exit_code == 1
     assert "tchap-stats migrate" in result.stderr
+
+
+def test_status_shows_the_last_loads_and_the_days_waiting(database_url, exports_dir, tmp_path):
+    write_file(exports_dir, D, [row("@a"), row("@b")])
+    loaded = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14",
+                     "--no-refresh"], tmp_path, DATABASE_URL=database_url)
+    assert loaded.exit_code == 0, loaded.output
+    result = invoke(["status", "--limit", "3"], tmp_path, DATABASE_URL=database_url)
+    assert result.exit_code == 0, result.output
+    assert "user_daily_visits_2024-11-14.csv: loaded (read 2 · loaded 2" in result.output
+    assert "days waiting for a summary refresh: 1 (2024-11-14..2024-11-14)" in result.output
