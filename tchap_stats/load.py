@@ -112,10 +112,9 @@ class DayWriter:
 
     def _incoming_table(self) -> sql.Identifier:
         if self._incoming is None:
-            suffix = self.export.table
-            self.conn.execute(_statement("incoming.sql", table_suffix=sql.SQL(suffix),
+            self._incoming = sql.Identifier(f"incoming_{self.export.table}")
+            self.conn.execute(_statement("incoming.sql", incoming=self._incoming,
                                          table=sql.Identifier(self.export.table)))
-            self._incoming = sql.Identifier(f"incoming_{suffix}")
         self.conn.execute(sql.SQL("TRUNCATE {}").format(self._incoming))
         return self._incoming
 

@@ -29,7 +29,7 @@ from .ledger import DayResult
 from .load import DayWriter, ensure_partitions, lock_days
 from .schema import require_schema
 from .source import LocalSource, S3Source, SourceError
-from .staging import Stager, StagingError
+from .staging import StagedFile, Stager, StagingError
 from .summaries import RefreshReport, refresh_changed
 
 log = logging.getLogger("tchap_stats")
@@ -185,14 +185,14 @@ class Loader:
                 f"{threshold:.2%} (TCHAP_STATS_REJECT_THRESHOLD): nothing of the file was "
                 f"loaded; see tchap_stats.rejects for the lines and reasons")
 
-    def _write(self, staged, replace: bool) -> list[DayResult]:
+    def _write(self, staged: StagedFile, replace: bool) -> list[DayResult]:
         days = sorted(staged.days)
         lock_days(self.conn, staged.export, days)
         writer = DayWriter(self.conn, self.stager, staged)
         return [writer.write(day, replace) for day in days]
 
     def _record_failure(self, load_id: int, file_key: str, outcome: FileOutcome,
-                        staged) -> None:
+                        staged: StagedFile | None) -> None:
         try:
             with self.conn.transaction():
                 ledger.fail(self.conn, load_id, outcome.error or "failed",
