@@ -21,6 +21,7 @@ from .load import days_between, month_bounds
 
 SUMMARIES_SQL = SQL_DIR / "summaries"
 EXPORT = "user_daily_visits"
+_REFRESH_LOCK = 0x7C4A_0003  # advisory lock id: one refresh rewrites summaries at a time
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def refresh_changed(conn: psycopg.Connection) -> RefreshReport:
     transaction with the removal of the days consumed."""
     started = time.monotonic()
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REFRESH_LOCK,))
         days = [d for (d,) in conn.execute(
             "SELECT day FROM tchap_stats.changed_days WHERE export = %s ORDER BY day "
             "FOR UPDATE", (EXPORT,))]
@@ -130,6 +132,7 @@ def refresh_range(conn: psycopg.Connection, first: date, last: date) -> RefreshR
     started = time.monotonic()
     days = whole_months(first, last)
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REFRESH_LOCK,))
         params = recompute(conn, days)
         conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s AND day = ANY(%s)",
                      (EXPORT, days))

@@ -265,3 +265,26 @@ def test_no_refresh_leaves_the_changed_days_for_the_next_refresh(settings, datab
     assert f"{waiting} day(s)" in refreshed.output
     assert db.execute("SELECT count(*) FROM tchap_stats.changed_days").fetchone()[0] == 0
     assert check(db, FIRST, FIRST)[0] == 0
+
+
+def test_concurrent_refreshes_wait_for_each_other(settings, database_url, db, exports_dir):
+    import threading
+
+    generate(FIRST, FIRST + timedelta(days=1), str(exports_dir), Options(rows_per_day=300))
+    load(settings, database_url, exports_dir, DAYS[:2], refresh_summaries=False)
+    errors = []
+
+    def refresh_whole_month() -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                refresh_range(conn, FIRST, FIRST)
+        except psycopg.Error as exc:  # a duplicate key here would mean they interleaved
+            errors.append(exc)
+
+    threads = [threading.Thread(target=refresh_whole_month) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert check(db, FIRST, FIRST)[0] == 0
