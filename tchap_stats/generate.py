@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -115,16 +116,22 @@ class Population:
                 user_id = "\\" + user_id
             devices = []
             for _ in range(1 + (rng.random() < 0.45) + (rng.random() < 0.15)):
-                device_id = "".join(rng.choice(DEVICE_CHARS) for _ in range(10))
+                device_id = "".join(rng.choices(DEVICE_CHARS, k=10))
                 devices.append((device_id, rng.choices(agents, weights)[0]))
             self.users.append((user_id, instance, domain, devices))
+
+
+@lru_cache(maxsize=64)
+def _midnight(day: date) -> str:
+    local = datetime(day.year, day.month, day.day, tzinfo=PARIS)
+    return local.strftime("%Y-%m-%d %H:%M:%S") + f"+{local.utcoffset().seconds // 3600:02d}"
 
 
 def _timestamp(day: date, salt: int) -> str:
     """A visit stamp on `day` (Europe/Paris), in one of the spellings the exports use."""
     kind = salt % 10
     if kind < 7:  # the exports' usual day stamp: local midnight
-        local = datetime(day.year, day.month, day.day, tzinfo=PARIS)
+        return _midnight(day)
     else:
         seconds = (salt >> 8) % 86400
         local = datetime(day.year, day.month, day.day, tzinfo=PARIS) + timedelta(seconds=seconds)
@@ -143,19 +150,27 @@ class Generator:
         size = max(10, int(options.rows_per_day / ROWS_PER_USER * 1.3))
         self.population = Population(size, options.seed)
 
-    def visits(self, day: date) -> Iterator[tuple[str, ...]]:
-        """The visits of `day` itself, one row per (user, device)."""
+    def _slots(self, day: date) -> Iterator[tuple[int, int, int]]:
+        """(user, device, salt) of each visit of `day`: cheap to list, rows built on demand."""
         users = self.population.users
         seed = self.options.seed
         visitors = int(self.options.rows_per_day / ROWS_PER_USER)
         rng = random.Random(_mix(seed, day.toordinal()))
         for u in sorted(rng.sample(range(len(users)), min(visitors, len(users)))):
-            user_id, instance, domain, devices = users[u]
-            for d, (device_id, agent) in enumerate(devices):
+            for d in range(len(users[u][3])):
                 salt = _mix(seed, day.toordinal(), u, d)
-                if d > 0 and salt % 4 != 0:  # secondary devices are used less often
-                    continue
-                yield (user_id, device_id, _timestamp(day, salt >> 4), agent, instance, domain)
+                if d == 0 or salt % 4 == 0:  # secondary devices are used less often
+                    yield u, d, salt
+
+    def _visit(self, day: date, u: int, d: int, salt: int) -> tuple[str, ...]:
+        user_id, instance, domain, devices = self.population.users[u]
+        device_id, agent = devices[d]
+        return (user_id, device_id, _timestamp(day, salt >> 4), agent, instance, domain)
+
+    def visits(self, day: date) -> Iterator[tuple[str, ...]]:
+        """The visits of `day` itself, one row per (user, device)."""
+        for slot in self._slots(day):
+            yield self._visit(day, *slot)
 
     def lines(self, day: date) -> Iterator[tuple[str, ...]]:
         """Every line of the file of `day`, header excluded."""
@@ -172,9 +187,9 @@ class Generator:
                 other = USER_AGENTS[(salt >> 20) % len(USER_AGENTS)][1]
                 yield (row[0], row[1], _timestamp(day, salt >> 24), other, row[4], row[5])
         previous = day - timedelta(days=1)
-        for i, row in enumerate(self.visits(previous)):
+        for i, slot in enumerate(self._slots(previous)):
             if (_mix(seed, day.toordinal(), i, 11) % 1_000_000) / 1_000_000 < o.overlap:
-                yield row
+                yield self._visit(previous, *slot)
         late_rows = int(o.rows_per_day * o.late)
         for i in range(late_rows):
             back = day - timedelta(days=2 + _mix(seed, day.toordinal(), i, 13) % 6)
