@@ -18,7 +18,7 @@ from .config import ConfigError, Settings, mask
 from .database import DatabaseError, connect, resolve_database_url
 from .exports import default_exports, parse_only
 from .load import days_between
-from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, run, yesterday
+from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, run, today, yesterday
 from .schema import LegacySchemaError, migrate, require_schema
 from .source import open_source
 from .summaries import check, refresh_changed, refresh_range
@@ -249,8 +249,7 @@ def generate_command(obj: Context, first: date, last: date, rows_per_day: int, o
 
 
 def _range(obj: Context, first: date | None, last: date | None, default_days: int):
-    today = yesterday(obj.settings.timezone) + timedelta(days=1)
-    last = last or today
+    last = last or today(obj.settings.timezone)
     first = first or last - timedelta(days=default_days - 1)
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")

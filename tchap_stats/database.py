@@ -9,7 +9,6 @@ working directory and is reused across runs.
 from __future__ import annotations
 
 import glob
-import logging
 import os
 import shutil
 import subprocess
@@ -17,8 +16,6 @@ import sys
 from pathlib import Path
 
 import psycopg
-
-log = logging.getLogger(__name__)
 
 EMBEDDED_DIR = Path(".tchap-stats")
 

@@ -37,7 +37,6 @@ def _ensure_exports(directory: Path, first, last, rows_per_day: int) -> None:
         old.unlink()
     files = generate(first, last, str(directory),
                      Options(rows_per_day=rows_per_day, seed=SEED, malformed=MALFORMED))
-    directory.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(wanted))
     click.echo(f"exports: generated {len(files)} files, {sum(n for _, n in files):,} lines, "
                f"in {directory} ({time.monotonic() - started:.1f} s)")

@@ -20,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .config import S3Settings
+from .load import days_between
 from .source import s3_client
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -243,7 +244,7 @@ def generate(first: date, last: date, out: str, options: Options,
     """Write one user_daily_visits file per day into a directory or s3://bucket/prefix."""
     generator = Generator(options)
     written = []
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    days = days_between(first, last)
     if out.startswith("s3://"):
         bucket, _, prefix = out.removeprefix("s3://").partition("/")
         client = s3_client(s3 or S3Settings.from_env())

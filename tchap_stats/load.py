@@ -14,7 +14,6 @@ Per day:
 
 from __future__ import annotations
 
-import logging
 from datetime import date, timedelta
 
 import psycopg
@@ -25,8 +24,6 @@ from .config import SQL_DIR
 from .exports import Export
 from .ledger import DayResult
 from .staging import StagedFile, Stager
-
-log = logging.getLogger(__name__)
 
 LOAD_SQL = SQL_DIR / "load"
 _PARTITION_LOCK = 0x7C4A_0002  # advisory lock id serialising partition creation

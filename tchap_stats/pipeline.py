@@ -102,9 +102,12 @@ class RunReport:
                 f"{self.seconds:.1f} s")
 
 
-def yesterday(timezone: str, today: date | None = None) -> date:
-    today = today or datetime.now(ZoneInfo(timezone)).date()
-    return today - timedelta(days=1)
+def today(timezone: str) -> date:
+    return datetime.now(ZoneInfo(timezone)).date()
+
+
+def yesterday(timezone: str) -> date:
+    return today(timezone) - timedelta(days=1)
 
 
 def extraction_date(name: str) -> date | None:

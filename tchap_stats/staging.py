@@ -11,7 +11,6 @@ import bisect
 import contextlib
 import csv
 import itertools
-import logging
 import os
 import tempfile
 import threading
@@ -26,8 +25,6 @@ from sqlglot import exp
 from .config import SQL_DIR, Settings
 from .exports import Derived, Export
 from .source import Source, SourceFile
-
-log = logging.getLogger(__name__)
 
 STAGING_SQL = SQL_DIR / "staging"
 MAX_STORED_REJECTS = 10_000
