@@ -21,6 +21,12 @@ class DayResult:
     inserted: int  # keys new to the day
     replaced: int  # existing rows this file's row won over
     removed: int = 0  # rows deleted by --replace
+    was_empty: bool = False  # the day held no rows before this load
+
+    @property
+    def rewritten(self) -> bool:
+        """Rows the day held were replaced or removed (not only added to)."""
+        return self.replaced > 0 or self.removed > 0
 
     @property
     def loaded(self) -> int:
@@ -86,7 +92,7 @@ def finish(conn: psycopg.Connection, load_id: int, export: str, *, rows_read: in
            rows_loaded: int, rows_duplicate: int, rows_rejected: int,
            days: list[DayResult]) -> None:
     """Record a successful load; called inside the transaction that wrote its rows."""
-    changed = [d.day for d in days if d.changed]
+    changed = [d for d in days if d.changed]
     conn.execute(
         "UPDATE tchap_stats.loads SET status = 'loaded', finished_at = clock_timestamp(), "
         "rows_read = %s, rows_loaded = %s, rows_duplicate = %s, rows_rejected = %s, "
@@ -101,8 +107,10 @@ def finish(conn: psycopg.Connection, load_id: int, export: str, *, rows_read: in
             [(load_id, d.day, d.rows_in_file, d.inserted, d.replaced, d.removed) for d in days],
         )
         cur.executemany(
-            "INSERT INTO tchap_stats.changed_days (export, day, last_load_id) "
-            "VALUES (%s, %s, %s) ON CONFLICT (export, day) "
-            "DO UPDATE SET last_load_id = excluded.last_load_id, changed_at = now()",
-            [(export, day, load_id) for day in changed],
+            "INSERT INTO tchap_stats.changed_days AS c "
+            "(export, day, last_load_id, fresh, rewritten) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (export, day) DO UPDATE SET last_load_id = excluded.last_load_id, "
+            "changed_at = now(), rewritten = c.rewritten OR excluded.rewritten",
+            # `fresh` stays as the first change since the last refresh found the day.
+            [(export, d.day, load_id, d.was_empty, d.rewritten) for d in days if d.changed],
         )

@@ -100,11 +100,12 @@ class DayWriter:
         if replace:
             removed = self.conn.execute(_statement("delete_day.sql", **parts), params).rowcount
             self._copy_day(parts["partition"], day)
-            return DayResult(day, rows, inserted=rows, replaced=0, removed=removed)
+            return DayResult(day, rows, inserted=rows, replaced=0, removed=removed,
+                             was_empty=removed == 0)
         has_rows = self.conn.execute(_statement("day_has_rows.sql", **parts), params).fetchone()[0]
         if not has_rows:
             self._copy_day(parts["partition"], day)
-            return DayResult(day, rows, inserted=rows, replaced=0)
+            return DayResult(day, rows, inserted=rows, replaced=0, was_empty=True)
         return self._merge(day, rows, parts, params)
 
     def _incoming_table(self) -> sql.Identifier:

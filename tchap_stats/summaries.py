@@ -8,6 +8,7 @@ summary (sql/summaries/) serves the incremental refresh, the full recompute and 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ import psycopg
 from psycopg import sql
 
 from .config import SQL_DIR
-from .load import days_between, month_bounds
+from .exports import USER_DAILY_VISITS as USER_DAILY_VISITS_EXPORT
+from .load import days_between, month_bounds, partition_name
 
 SUMMARIES_SQL = SQL_DIR / "summaries"
+log = logging.getLogger("tchap_stats")
 EXPORT = "user_daily_visits"
 _REFRESH_LOCK = 0x7C4A_0003  # advisory lock id: one refresh rewrites summaries at a time
 
@@ -28,33 +31,83 @@ _REFRESH_LOCK = 0x7C4A_0003  # advisory lock id: one refresh rewrites summaries 
 class Summary:
     table: str  # in schema tchap_stats; its SQL file is sql/summaries/{table}.sql
     grain: str  # "day", "month", or "rolling" (every day whose window holds a changed day)
+    addable: bool = False  # {table}_add.sql folds days into it without a recompute
 
     @property
     def identifier(self) -> sql.Identifier:
         return sql.Identifier("tchap_stats", self.table)
 
-    def insert(self, target: sql.Composable) -> sql.Composed:
-        text = (SUMMARIES_SQL / f"{self.table}.sql").read_text()
-        return sql.SQL(text).format(target=target)
+    def statement(self, suffix: str = "", **tables: sql.Composable) -> sql.Composed:
+        text = (SUMMARIES_SQL / f"{self.table}{suffix}.sql").read_text()
+        return sql.SQL(text).format(**tables)
 
-    def delete(self, target: sql.Composable) -> sql.Composed:
+    def delete(self, target: sql.Composable, by: str) -> sql.Composed:
         if self.grain == "rolling":
             return sql.SQL("DELETE FROM {} WHERE day BETWEEN %(rolling_first)s "
                            "AND %(rolling_last)s").format(target)
-        array = "days" if self.grain == "day" else "months"
         return sql.SQL("DELETE FROM {} WHERE {} = ANY({}::date[])").format(
-            target, sql.Identifier(self.grain), sql.Placeholder(array))
+            target, sql.Identifier(self.grain), sql.Placeholder(by))
 
 
-SUMMARIES = (
-    Summary("user_visits_daily", "day"),
-    Summary("user_devices_monthly", "month"),
-    Summary("user_months", "month"),
-    Summary("active_daily", "day"),
-    Summary("active_monthly", "month"),
-    Summary("active_rolling_30d", "rolling"),  # after user_visits_daily: it reads it
-)
+USER_VISITS_DAILY = Summary("user_visits_daily", "day")
+USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month", addable=True)
+USER_MONTHS = Summary("user_months", "month", addable=True)
+ACTIVE_DAILY = Summary("active_daily", "day")
+ACTIVE_MONTHLY = Summary("active_monthly", "month")  # counted from user_devices_monthly
+ACTIVE_ROLLING_30D = Summary("active_rolling_30d", "rolling")  # from user_visits_daily
+SUMMARIES = (USER_VISITS_DAILY, USER_DEVICES_MONTHLY, USER_MONTHS, ACTIVE_DAILY,
+             ACTIVE_MONTHLY, ACTIVE_ROLLING_30D)  # in dependency order
 ROLLING_WINDOW = 30
+
+
+@dataclass(frozen=True)
+class ChangedDay:
+    day: date
+    fresh: bool = False  # no row of the day was ever summarised (see migration 004)
+    rewritten: bool = True  # rows of the day were replaced or removed
+
+
+@dataclass
+class Plan:
+    """What a refresh does with its changed days."""
+
+    days: list[date]  # day-grain rows recomputed
+    months: list[date]  # months whose rows change
+    recomputed_months: list[date]  # ... recomputed from the raw table (the others: added to)
+    added_days: list[date]  # days folded into the monthly summaries of the other months
+    rolling_append: bool = False  # rolling counts appended to, rather than recomputed
+
+    @classmethod
+    def full(cls, days: Iterable[date]) -> Plan:
+        days = sorted(set(days))
+        months = sorted({d.replace(day=1) for d in days})
+        return cls(days, months, months, [])
+
+    @classmethod
+    def incremental(cls, changed: Iterable[ChangedDay]) -> Plan:
+        changed = sorted(changed, key=lambda c: c.day)
+        # A month must be re-read when rows the summaries counted may be gone from it.
+        recomputed = sorted({c.day.replace(day=1) for c in changed
+                             if c.rewritten and not c.fresh})
+        added = [c.day for c in changed if c.day.replace(day=1) not in recomputed]
+        plan = cls.full(c.day for c in changed)
+        plan.recomputed_months, plan.added_days = recomputed, added
+        return plan
+
+    def parameters(self) -> dict[str, object]:
+        def bounds(months: list[date]) -> dict[str, object]:
+            return {"months": months, "first": months[0] if months else None,
+                    "end": month_bounds(months[-1])[1] if months else None}
+
+        days = self.days
+        return {"days": days, "first_day": days[0] if days else None,
+                "last_day": days[-1] if days else None,
+                "rolling_first": days[0] if days else None,
+                "rolling_last": days[-1] + timedelta(days=ROLLING_WINDOW - 1) if days else None,
+                "all_months": self.months, **bounds(self.months),
+                "recomputed": bounds(self.recomputed_months),
+                "added": {"days": self.added_days,
+                          "months": sorted({d.replace(day=1) for d in self.added_days})}}
 
 
 @dataclass
@@ -62,64 +115,127 @@ class RefreshReport:
     days: list[date] = field(default_factory=list)
     months: list[date] = field(default_factory=list)
     seconds: float = 0.0
+    recomputed_months: list[date] = field(default_factory=list)
+    rolling_append: bool = False
 
     def summary(self) -> str:
         if not self.days:
             return "summaries: nothing changed"
         span = f"{self.days[0]}..{self.days[-1]}" if len(self.days) > 1 else f"{self.days[0]}"
-        return (f"summaries: {len(self.days)} day(s) ({span}) and {len(self.months)} month(s) "
-                f"recomputed · {self.seconds:.1f} s")
+        how = (f"{len(self.recomputed_months)} re-read, the others added to"
+               if self.recomputed_months and len(self.recomputed_months) < len(self.months)
+               else "re-read" if self.recomputed_months else "added to")
+        rolling = "appended to" if self.rolling_append else "recomputed"
+        return (f"summaries: {len(self.days)} day(s) ({span}) recomputed, {len(self.months)} "
+                f"month(s) {how}, rolling window {rolling} · {self.seconds:.1f} s")
 
 
-def _parameters(days: Iterable[date]) -> dict[str, object]:
-    days = sorted(set(days))
-    months = sorted({d.replace(day=1) for d in days})
-    return {"days": days, "months": months, "first": months[0] if months else None,
-            "end": month_bounds(months[-1])[1] if months else None}
-
-
-def recompute(conn: psycopg.Connection, days: Iterable[date],
-              targets: dict[str, sql.Composable] | None = None) -> dict[str, object]:
-    """Rewrite the summary rows of `days` (and of their months) from the raw table.
-    `targets` redirects a summary to another table (check's temporary copies)."""
-    params = _parameters(days)
-    if not params["days"]:
-        return params
+def recompute(conn: psycopg.Connection, plan: Plan,
+              targets: dict[str, sql.Composable] | None = None) -> None:
+    """Rewrite the summary rows the plan names. `targets` redirects every summary to
+    another table (check's temporary copies); then nothing is appended, all is recomputed."""
+    if not plan.days:
+        return
+    targets = targets or {}
+    tables = {s.table: targets.get(s.table, s.identifier) for s in SUMMARIES}
+    params = plan.parameters()
     # Sorts and hashes of a day's rows fit in memory instead of spilling (this transaction
     # only; the server's default is 4 MB).
     conn.execute("SET LOCAL work_mem = '64MB'")
-    for summary in SUMMARIES:
-        if summary.grain == "rolling":
-            _rolling_range(conn, params)
-            # The rolling window reads user_visits_daily: plan it on fresh statistics.
-            conn.execute("ANALYZE tchap_stats.user_visits_daily")
-        target = (targets or {}).get(summary.table, summary.identifier)
-        conn.execute(summary.delete(target), params)
-        conn.execute(summary.insert(target), params)
-    return params
+    _analyze_raw(conn, plan.months)
+    for summary in (USER_VISITS_DAILY, ACTIVE_DAILY):
+        _timed(conn, summary.delete(tables[summary.table], "days"), params)
+        _timed(conn, summary.statement(target=tables[summary.table]), params)
+    for summary in (USER_DEVICES_MONTHLY, USER_MONTHS):
+        target = tables[summary.table]
+        if plan.recomputed_months:
+            recomputed = params["recomputed"]
+            _timed(conn, summary.delete(target, "months"), recomputed)
+            _timed(conn, summary.statement(target=target), recomputed)
+        if plan.added_days:
+            _timed(conn, summary.statement("_add", target=target), params["added"])
+    _timed(conn, ACTIVE_MONTHLY.delete(tables["active_monthly"], "months"), params)
+    _timed(conn, ACTIVE_MONTHLY.statement(
+        target=tables["active_monthly"], user_devices_monthly=tables["user_devices_monthly"]),
+        params)
+    _rolling(conn, plan, params, tables["active_rolling_30d"], redirected=bool(targets))
 
 
-def _rolling_range(conn: psycopg.Connection, params: dict[str, object]) -> None:
-    """The days whose 30-day window holds a recomputed day. Days still in the future get
-    provisional rows (the view hides them) that their own load recomputes."""
-    days = params["days"]
-    params["rolling_first"] = days[0]
-    params["rolling_last"] = days[-1] + timedelta(days=ROLLING_WINDOW - 1)
+def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
+             target: sql.Composable, redirected: bool) -> None:
+    # The rolling window reads user_visits_daily: plan it on fresh statistics.
+    conn.execute("ANALYZE tchap_stats.user_visits_daily")
+    if plan.rolling_append and not redirected:
+        _timed(conn, ACTIVE_ROLLING_30D.statement("_add"), params)
+        _run_script(conn, "rolling_last_active_add.sql", params)
+        return
+    _timed(conn, ACTIVE_ROLLING_30D.delete(target, "days"), params)
+    _timed(conn, ACTIVE_ROLLING_30D.statement(target=target), params)
+    if not redirected:
+        _run_script(conn, "rolling_last_active.sql", params)
+
+
+def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
+    """Statistics for the month partitions just loaded: autovacuum comes later, and a plan
+    that expects a handful of rows for a day of 100,000 picks nested loops that never end."""
+    for month in months:
+        name = partition_name(USER_DAILY_VISITS_EXPORT, month)
+        if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None:
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+
+
+def _can_append_rolling(conn: psycopg.Connection, changed: list[ChangedDay]) -> bool:
+    """Appending is exact when every changed day is fresh and later than every day the
+    summaries held, and rolling_last_active is up to date with the latest of those."""
+    if not changed or not all(c.fresh for c in changed):
+        return False
+    days = [c.day for c in changed]
+    held_until, through = conn.execute(
+        "SELECT (SELECT max(day) FROM tchap_stats.user_visits_daily "
+        "        WHERE day <> ALL(%(days)s::date[])), "
+        "       (SELECT through_day FROM tchap_stats.rolling_state)", {"days": days}).fetchone()
+    return held_until == through and (held_until is None or held_until < min(days))
+
+
+def _run_script(conn: psycopg.Connection, name: str, params: dict[str, object]) -> None:
+    """A file of several statements (each ends a line with ';'), run one at a time."""
+    text = (SUMMARIES_SQL / name).read_text()
+    for statement in text.split(";\n"):
+        if statement.strip() and not all(line.startswith("--")
+                                         for line in statement.strip().splitlines()):
+            _timed(conn, sql.SQL(statement), params)
+
+
+def _timed(conn: psycopg.Connection, statement: sql.Composable,
+           params: dict[str, object]) -> None:
+    started = time.monotonic()
+    cur = conn.execute(statement, params)
+    text = statement.as_string(conn)
+    first = next((line for line in text.splitlines() if line.startswith("--")), text[:60])
+    log.debug("%s → %s row(s) in %.2f s", first.strip("- "), cur.rowcount,
+              time.monotonic() - started)
+
+
+def _consume(conn: psycopg.Connection, days: list[date]) -> None:
+    conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s AND day = ANY(%s)",
+                 (EXPORT, days))
 
 
 def refresh_changed(conn: psycopg.Connection) -> RefreshReport:
-    """Consume tchap_stats.changed_days: recompute those days and months, in one
-    transaction with the removal of the days consumed."""
+    """Consume tchap_stats.changed_days: recompute or add to what those days affect, in
+    one transaction with the removal of the days consumed."""
     started = time.monotonic()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REFRESH_LOCK,))
-        days = [d for (d,) in conn.execute(
-            "SELECT day FROM tchap_stats.changed_days WHERE export = %s ORDER BY day "
-            "FOR UPDATE", (EXPORT,))]
-        params = recompute(conn, days)
-        conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s AND day = ANY(%s)",
-                     (EXPORT, days))
-    return RefreshReport(days, params["months"], time.monotonic() - started)
+        changed = [ChangedDay(*row) for row in conn.execute(
+            "SELECT day, fresh, rewritten FROM tchap_stats.changed_days WHERE export = %s "
+            "ORDER BY day FOR UPDATE", (EXPORT,))]
+        plan = Plan.incremental(changed)
+        plan.rolling_append = _can_append_rolling(conn, changed)
+        recompute(conn, plan)
+        _consume(conn, plan.days)
+    return RefreshReport(plan.days, plan.months, time.monotonic() - started,
+                         plan.recomputed_months, plan.rolling_append)
 
 
 def whole_months(first: date, last: date) -> list[date]:
@@ -130,13 +246,13 @@ def whole_months(first: date, last: date) -> list[date]:
 def refresh_range(conn: psycopg.Connection, first: date, last: date) -> RefreshReport:
     """Full recompute of the months touching [first, last] (the recovery tool)."""
     started = time.monotonic()
-    days = whole_months(first, last)
+    plan = Plan.full(whole_months(first, last))
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REFRESH_LOCK,))
-        params = recompute(conn, days)
-        conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s AND day = ANY(%s)",
-                     (EXPORT, days))
-    return RefreshReport(days, params["months"], time.monotonic() - started)
+        recompute(conn, plan)
+        _consume(conn, plan.days)
+    return RefreshReport(plan.days, plan.months, time.monotonic() - started,
+                         plan.recomputed_months)
 
 
 @dataclass
@@ -159,7 +275,9 @@ def check(conn: psycopg.Connection, first: date, last: date,
             conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
                 temp, summary.identifier))
             targets[summary.table] = temp
-        params = recompute(conn, days, targets)
+        plan = Plan.full(days)
+        recompute(conn, plan, targets)
+        params = plan.parameters()
         for summary in SUMMARIES:
             where = {
                 "day": sql.SQL("day = ANY(%(days)s::date[])"),

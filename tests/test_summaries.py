@@ -29,8 +29,9 @@ def summary_rows(conn: psycopg.Connection) -> dict[str, list[tuple]]:
 def reset(conn: psycopg.Connection) -> None:
     """Empty the raw table, every summary and the ledger."""
     tables = ", ".join(f"tchap_stats.{s.table}" for s in SUMMARIES)
-    conn.execute(f"TRUNCATE user_daily_visits, tchap_stats.changed_days, {tables}; "
-                 "TRUNCATE tchap_stats.loads CASCADE")
+    conn.execute(f"TRUNCATE user_daily_visits, tchap_stats.changed_days, {tables}, "
+                 "tchap_stats.rolling_last_active; TRUNCATE tchap_stats.loads CASCADE; "
+                 "UPDATE tchap_stats.rolling_state SET through_day = NULL")
 
 
 def test_incremental_summaries_equal_a_full_recompute(settings, database_url, db, exports_dir):
@@ -44,6 +45,43 @@ def test_incremental_summaries_equal_a_full_recompute(settings, database_url, db
     assert all(incremental.values())
     refresh_range(db, FIRST - timedelta(days=10), LAST)
     assert summary_rows(db) == incremental
+
+
+def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
+        settings, database_url, db, exports_dir, tmp_path):
+    """The nightly case adds to the monthly and rolling summaries without re-reading them;
+    a late row re-reads the rolling window; a duplicate that wins re-reads its month.
+    After each run the summaries equal a full recompute."""
+    generate(FIRST, LAST, str(exports_dir), Options(rows_per_day=300, seed=11, overlap=0.1,
+                                                     late=0.0, malformed=0.0))
+    for day in DAYS:
+        refresh = load(settings, database_url, exports_dir, [day]).refresh
+        # (the first file's overlap rows open the day before it: fresh too)
+        assert (refresh.days[-1], refresh.recomputed_months, refresh.rolling_append) == (
+            day, [], True), day
+        assert check(db, FIRST, LAST)[0] == 0
+
+    def run(day: date, rows: list[tuple]):
+        directory = tmp_path / day.isoformat()
+        directory.mkdir()
+        write_file(directory, day, rows)
+        return load(settings, database_url, directory, [day]).refresh
+
+    web = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+    late_day, next_day = FIRST + timedelta(days=1), LAST + timedelta(days=1)
+    late = run(next_day, [("@late", "L1", f"{late_day} 10:00:00+02", web, "i", "d.fr"),
+                          ("@n", "N1", f"{next_day} 10:00:00+01", web, "i", "d.fr")])
+    assert (late.days, late.recomputed_months, late.rolling_append) == (
+        [late_day, next_day], [], False)
+    assert check(db, FIRST, next_day)[0] == 0
+    earlier = run(next_day + timedelta(days=1),
+                  [("@late", "L1", f"{late_day} 09:00:00+02", "Tchap/2.0 (Android 13)",
+                    "j", "e.fr")])
+    assert (earlier.days, earlier.recomputed_months) == ([late_day], [late_day.replace(day=1)])
+    assert check(db, FIRST, next_day)[0] == 0
+    nightly = run(next_day + timedelta(days=2),
+                  [("@n", "N1", f"{next_day + timedelta(days=2)} 10:00:00+01", web, "i", "d.fr")])
+    assert nightly.rolling_append and check(db, FIRST, next_day + timedelta(days=2))[0] == 0
 
 
 def test_two_load_orders_give_the_same_summaries(settings, database_url, db, exports_dir):

@@ -6,16 +6,9 @@
 -- on its first day and removes one the day after its end.
 INSERT INTO {target} (day, dimension, value, users)
 WITH active AS (
-    SELECT DISTINCT v.day, v.user_id, d.dimension, d.value
-    FROM tchap_stats.user_visits_daily AS v
-    CROSS JOIN LATERAL (VALUES
-        ('overall', ''), ('instance', v.instance), ('domain', v.domain),
-        ('platform', CASE WHEN v.web_visits_count > 0 THEN 'Web' END),
-        ('platform', CASE WHEN v.mobile_visits_count > 0 THEN 'Mobile' END),
-        ('platform', CASE WHEN v.other_visits_count > 0 THEN 'Autre' END)
-    ) AS d(dimension, value)
-    WHERE v.day BETWEEN %(rolling_first)s::date - 29 AND %(rolling_last)s::date
-      AND d.value IS NOT NULL
+    SELECT DISTINCT day, user_id, dimension, value
+    FROM tchap_stats.daily_activity
+    WHERE day BETWEEN %(rolling_first)s::date - 29 AND %(rolling_last)s::date
 ), starts AS (
     SELECT *, CASE WHEN day - lag(day) OVER w <= 30 THEN 0 ELSE 1 END AS new_span
     FROM active
