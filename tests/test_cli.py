@@ -92,7 +92,8 @@ def test_backfill_names_the_missing_file_loads_the_other_and_exits_3(
         database_url, db, exports_dir, tmp_path):
     write_file(exports_dir, D, [row("@a"), row("@b")])
     result = invoke(["--source", str(exports_dir), "backfill", "--from", "2024-11-13",
-                     "--to", "2024-11-14"], tmp_path, DATABASE_URL=database_url)
+                     "--to", "2024-11-14", "--only", "user_daily_visits"], tmp_path,
+                    DATABASE_URL=database_url)
     assert result.exit_code == 3, result.output
     assert "user_daily_visits_2024-11-13.csv" in result.output
     assert "user_daily_visits_2024-11-14.csv" in result.output  # its own outcome line
@@ -132,7 +133,8 @@ def test_a_malformed_date_is_bad_usage(database_url, exports_dir, tmp_path):
 def test_sync_loads_the_day_then_skips_it(database_url, db, exports_dir, tmp_path):
     write_file(exports_dir, D, [row("@a"), row("@late", ts="2024-11-12 09:00:00+01")])
     write_file(exports_dir, date(2024, 11, 13), [row("@other-file")])  # not asked for
-    args = ["--source", str(exports_dir), "sync", "--date", "2024-11-14"]
+    args = ["--source", str(exports_dir), "sync", "--date", "2024-11-14",
+            "--only", "user_daily_visits"]
     first = invoke(args, tmp_path, DATABASE_URL=database_url)
     assert first.exit_code == 0, first.output
     assert "1 loaded" in first.output
@@ -201,12 +203,12 @@ def test_sync_from_s3_loads_and_reports_a_missing_file(s3_settings, bucket, data
     write_file(exports_dir, D, [row("@from-s3")])
     upload_dir(exports_dir, s3_settings, bucket, prefix="daily/")
     env = {**s3_env(s3_settings), "DATABASE_URL": database_url}
-    loaded = invoke(["--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-14"],
-                    tmp_path, **env)
+    loaded = invoke(["--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-14",
+                     "--only", "user_daily_visits"], tmp_path, **env)
     assert loaded.exit_code == 0, loaded.output
     assert db.execute("SELECT user_id FROM user_daily_visits").fetchall() == [("@from-s3",)]
-    missing = invoke(["-v", "--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-15"],
-                     tmp_path, **env)
+    missing = invoke(["-v", "--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-15",
+                      "--only", "user_daily_visits"], tmp_path, **env)
     assert missing.exit_code == 3, missing.output
     assert "user_daily_visits_2024-11-15.csv" in missing.output
     for result in (loaded, missing):
@@ -265,7 +267,8 @@ def test_loading_before_migrate_fails_and_says_to_migrate(empty_database_url, ex
 def test_status_shows_the_last_loads_and_the_days_waiting(database_url, exports_dir, tmp_path):
     write_file(exports_dir, D, [row("@a"), row("@b")])
     loaded = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14",
-                     "--no-refresh"], tmp_path, DATABASE_URL=database_url)
+                     "--no-refresh"], tmp_path, DATABASE_URL=database_url,
+                    TCHAP_STATS_EXPORTS="user_daily_visits")
     assert loaded.exit_code == 0, loaded.output
     result = invoke(["status", "--limit", "3"], tmp_path, DATABASE_URL=database_url)
     assert result.exit_code == 0, result.output
