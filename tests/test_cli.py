@@ -22,7 +22,8 @@ from .conftest import _names, upload_dir, write_file
 
 D = date(2024, 11, 14)
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
-COMMANDS = ["migrate", "sync", "backfill", "refresh", "check", "status", "generate", "demo"]
+COMMANDS = ["migrate", "sync", "backfill", "refresh", "check", "status", "generate", "demo",
+            "exports"]
 
 # Variables the command reads; every invocation starts from none of them set.
 READ_VARIABLES = [
@@ -274,3 +275,46 @@ def test_status_shows_the_last_loads_and_the_days_waiting(database_url, exports_
     assert result.exit_code == 0, result.output
     assert "user_daily_visits_2024-11-14.csv: loaded (read 2 · loaded 2" in result.output
     assert "days waiting for a summary refresh: 1 (2024-11-14..2024-11-14)" in result.output
+
+
+def test_exports_lists_every_export_and_what_runs_load(tmp_path):
+    from tchap_stats.exports import EXPORTS
+
+    listed = invoke(["exports"], tmp_path)
+    assert listed.exit_code == 0, listed.output
+    for export in EXPORTS.values():
+        assert f"{export.name}: " in listed.output
+        assert f"  table     {export.table} (" in listed.output
+    assert "users_legacy → only_pwd" in listed.output
+    assert "partition by month of hour (months and days in Europe/Paris)" in listed.output
+    pushers = listed.output.split("pushers: ", 1)[1]
+    assert "enabled   no (by default: no)" in pushers
+    enabled = invoke(["exports"], tmp_path, TCHAP_STATS_EXPORTS="default,pushers")
+    assert "enabled   yes (by default: no)" in enabled.output.split("pushers: ", 1)[1]
+
+
+def test_a_bad_export_list_in_the_environment_is_bad_usage(database_url, exports_dir, tmp_path):
+    result = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14"], tmp_path,
+                    DATABASE_URL=database_url, TCHAP_STATS_EXPORTS="user_daily_visits,pusher")
+    assert result.exit_code == 2, result.output
+    assert "TCHAP_STATS_EXPORTS" in result.stderr and "pusher" in result.stderr
+    assert "valid: user_daily_visits" in result.stderr
+
+
+def test_only_takes_a_list_and_the_run_ends_with_a_line_per_export(database_url, db,
+                                                                  exports_dir, tmp_path):
+    write_file(exports_dir, D, [row("@a")])
+    (exports_dir / f"sso_{D}.csv").write_text("total_users,domain,instance,users_legacy,"
+                                              "users_both_authentication,users_proconnect\n"
+                                              "10,a.gouv.fr,agent_a,6,3,1")
+    result = invoke(["--source", str(exports_dir), "sync", "--date", str(D), "--only",
+                     "sso, user_daily_visits,crisp_conversation_segments", "--no-refresh"],
+                    tmp_path, DATABASE_URL=database_url)
+    assert result.exit_code == 3, result.output
+    by_export = result.output.split("by export:\n", 1)[1].splitlines()
+    assert [line.split(":")[0].strip() for line in by_export] == [
+        "user_daily_visits", "sso", "crisp_conversation_segments"]
+    assert by_export[0].strip().startswith("user_daily_visits: ok (exit 0) · 1 file(s): 1 loaded")
+    assert by_export[2].strip().startswith("crisp_conversation_segments: MISSING FILES (exit 3)")
+    assert db.execute("SELECT only_pwd, added_date::text FROM sso_aggregate").fetchall() == [
+        (6, str(D))]
