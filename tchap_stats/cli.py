@@ -239,10 +239,16 @@ def backfill(obj: Context, first: date, last: date, only, force: bool, replace: 
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--malformed", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of malformed lines.")
+@click.option("--only", callback=_only, metavar="EXPORTS",
+              help="Comma-separated export names (default: every export).")
 @click.pass_obj
 def generate_command(obj: Context, first: date, last: date, rows_per_day: int, out: str,
-                     seed: int, malformed: float) -> None:
-    """Write realistic synthetic user_daily_visits files (deterministic for a seed).
+                     seed: int, malformed: float, only) -> None:
+    """Write realistic synthetic files of every export (deterministic for a seed).
+
+    --rows-per-day sizes user_daily_visits; the other exports follow from the same
+    population of users (pushers and account data about as many rows, the hourly counts
+    a few thousand, SSO one row per instance and domain).
 
     \b
     Example:
@@ -252,7 +258,9 @@ def generate_command(obj: Context, first: date, last: date, rows_per_day: int, o
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
     options = generate_module.Options(rows_per_day=rows_per_day, seed=seed, malformed=malformed)
-    for path, lines in generate_module.generate(first, last, out, options, obj.settings.s3):
+    names = [e.name for e in only] if only else None
+    for path, lines in generate_module.generate(first, last, out, options, obj.settings.s3,
+                                                exports=names):
         click.echo(f"{path}: {lines:,} lines")
 
 

@@ -325,9 +325,11 @@ PUSHERS = Export(
         Column("domain", required=False),
     ),
     derived=(_file_date("added_date"),),
-    key=("added_date", "kind", "app_id", "device_id"),
+    # The old table's unique key plus user_name: device ids are unique per user only, and
+    # e-mail pushers have none (the old table let those through as NULLs).
+    key=("added_date", "kind", "app_id", "device_id", "user_name"),
     partition=ByMonth("added_date"),
-    merge=SnapshotPerFile(order=("user_name", "is_enabled", "instance", "domain")),
+    merge=SnapshotPerFile(order=("is_enabled", "instance", "domain")),
     enabled_by_default=False,
 )
 

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from tchap_stats.cli import cli
 from tchap_stats.config import S3Settings
+from tchap_stats.exports import EXPORTS
 from tchap_stats.source import s3_client
 
 from .conftest import _names, upload_dir, write_file
@@ -175,9 +176,10 @@ def test_generate_is_deterministic_for_a_seed(tmp_path):
         result = invoke([*GENERATE, "--out", str(tmp_path / name), "--seed", seed], tmp_path)
         assert result.exit_code == 0, result.output
         outputs[name] = _files(tmp_path / name)
-    assert sorted(outputs["a"]) == ["user_daily_visits_2024-01-01.csv",
-                                    "user_daily_visits_2024-01-02.csv"]
-    assert all(len(content.splitlines()) > 150 for content in outputs["a"].values())
+    assert sorted(outputs["a"]) == sorted(e.file_name(date(2024, 1, d))
+                                          for e in EXPORTS.values() for d in (1, 2))
+    assert all(len(content.splitlines()) > 150 for name, content in outputs["a"].items()
+               if name.startswith("user_daily_visits"))
     assert outputs["a"] == outputs["b"]
     assert sorted(outputs["c"]) == sorted(outputs["a"])
     for name in outputs["a"]:
@@ -185,14 +187,17 @@ def test_generate_is_deterministic_for_a_seed(tmp_path):
 
 
 def test_generate_writes_to_s3(s3_settings, bucket, tmp_path):
-    result = invoke([*GENERATE, "--out", f"s3://{bucket}/p", "--seed", "5"], tmp_path,
+    only = ["--only", "user_daily_visits,sso"]
+    result = invoke([*GENERATE, *only, "--out", f"s3://{bucket}/p", "--seed", "5"], tmp_path,
                     **s3_env(s3_settings))
     assert result.exit_code == 0, result.output
     client = s3_client(s3_settings)
     listed = client.list_objects_v2(Bucket=bucket)["Contents"]
-    assert sorted(o["Key"] for o in listed) == ["p/user_daily_visits_2024-01-01.csv",
-                                                "p/user_daily_visits_2024-01-02.csv"]
-    local = invoke([*GENERATE, "--out", str(tmp_path / "local"), "--seed", "5"], tmp_path)
+    assert sorted(o["Key"] for o in listed) == [
+        "p/sso_2024-01-01.csv", "p/sso_2024-01-02.csv",
+        "p/user_daily_visits_2024-01-01.csv", "p/user_daily_visits_2024-01-02.csv"]
+    local = invoke([*GENERATE, *only, "--out", str(tmp_path / "local"), "--seed", "5"],
+                   tmp_path)
     assert local.exit_code == 0
     remote = client.get_object(Bucket=bucket, Key="p/user_daily_visits_2024-01-01.csv")
     assert remote["Body"].read() == (tmp_path / "local" /
@@ -278,8 +283,6 @@ def test_status_shows_the_last_loads_and_the_days_waiting(database_url, exports_
 
 
 def test_exports_lists_every_export_and_what_runs_load(tmp_path):
-    from tchap_stats.exports import EXPORTS
-
     listed = invoke(["exports"], tmp_path)
     assert listed.exit_code == 0, listed.output
     for export in EXPORTS.values():

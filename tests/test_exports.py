@@ -317,3 +317,46 @@ def test_hourly_rows_go_to_the_partition_of_their_paris_month(settings, database
     bounds = db.execute("SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
                         "WHERE c.relname = 'subscriptions_aggregate_p2024_11'").fetchone()[0]
     assert "2024-10-31 23:00:00+00" in bounds and "2024-11-30 23:00:00+00" in bounds
+
+
+def test_generated_files_of_every_export_load_and_their_malformed_lines_are_rejected(
+        settings, database_url, db, exports_dir):
+    from tchap_stats.generate import Options, generate
+
+    first, last = date(2024, 3, 30), date(2024, 4, 1)  # over a DST change and a month end
+    generate(first, last, str(exports_dir), Options(rows_per_day=300, seed=4, malformed=0.03))
+    exports = list(EXPORTS.values())
+    report = load(replace(settings, reject_threshold=0.5), database_url, exports_dir, exports,
+                  [first, date(2024, 3, 31), last], jobs=2)
+    assert report.exit_code == EXIT_OK, [o.error for o in report.outcomes]
+    for export in exports:
+        outcomes = [o for o in report.outcomes if o.export == export.name]
+        assert sum(o.rows_loaded for o in outcomes) > 0, export.name
+        for o in outcomes:
+            assert o.rows_read == o.rows_loaded + o.rows_duplicate + o.rows_rejected
+        if sum(o.rows_read for o in outcomes) > 300:
+            assert sum(o.rows_rejected for o in outcomes) > 0, export.name
+    # The later extraction recounts the previous day's last hours: those rows are its own.
+    recounted = db.execute(
+        "SELECT count(*) FROM subscriptions_aggregate WHERE extracted_on = '2024-03-31' "
+        "AND hour < '2024-03-31 00:00:00+01'").fetchone()[0]
+    assert recounted > 0
+    keys = db.execute("SELECT count(*), count(DISTINCT (hour, domain, instance)) "
+                      "FROM subscriptions_aggregate").fetchone()
+    assert keys[0] == keys[1]
+    snapshots = db.execute("SELECT added_date::text, count(*) FROM sso_aggregate GROUP BY 1 "
+                           "ORDER BY 1").fetchall()
+    assert [d for d, _ in snapshots] == ["2024-03-30", "2024-03-31", "2024-04-01"]
+
+
+def test_generated_files_are_deterministic_for_a_seed(tmp_path):
+    from tchap_stats.generate import Options, generate
+
+    def files(directory: Path, seed: int) -> dict[str, bytes]:
+        generate(D1, D1, str(directory), Options(rows_per_day=200, seed=seed, malformed=0.01))
+        return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+    a, b, c = files(tmp_path / "a", 5), files(tmp_path / "b", 5), files(tmp_path / "c", 6)
+    assert sorted(a) == sorted(e.file_name(D1) for e in EXPORTS.values())
+    assert a == b
+    assert all(c[name] != a[name] for name in a if name.startswith(("user", "account", "push")))
