@@ -125,6 +125,10 @@ class DayWriter:
     def write(self, day: date, replace: bool) -> DayResult:
         rows = self.staged.days[day]
         parts, params = self._parts(day)
+        if replace and self.export.partition is None:
+            # The whole table is one "day" here: emptying it would drop every key the file
+            # lacks. --replace means instead that the file's rows win for their keys.
+            return self._merge(day, rows, parts, params, file_wins=True)
         if replace:
             removed = self.conn.execute(_statement("delete_day.sql", **parts), params).rowcount
             self._copy_day(parts["target"], day)
@@ -143,9 +147,11 @@ class DayWriter:
         self.conn.execute(sql.SQL("TRUNCATE {}").format(self._incoming))
         return self._incoming
 
-    def _beats(self) -> sql.Composable:
+    def _beats(self, file_wins: bool) -> sql.Composable:
         """When an incoming row replaces the stored row of its key."""
         export = self.export
+        if file_wins:
+            return sql.SQL("TRUE")
 
         def columns(alias: str, names: tuple[str, ...], collate: bool) -> sql.Composable:
             return sql.SQL(", ").join(
@@ -163,7 +169,7 @@ class DayWriter:
             columns("t", order, True))
 
     def _merge(self, day: date, rows: int, parts: dict[str, sql.Composable],
-               params: dict[str, object]) -> DayResult:
+               params: dict[str, object], file_wins: bool = False) -> DayResult:
         incoming = self._incoming_table()
         self._copy_day(incoming, day)
         self.conn.execute(sql.SQL("ANALYZE {}").format(incoming))
@@ -172,7 +178,7 @@ class DayWriter:
             sql.SQL("t.{k} = i.{k}").format(k=sql.Identifier(k)) for k in export.key)
         replaced = self.conn.execute(_statement(
             "merge_delete_beaten.sql", **parts, incoming=incoming, key_match=key_match,
-            beats=self._beats()), params).rowcount
+            beats=self._beats(file_wins)), params).rowcount
         removed = 0
         if isinstance(export.merge, SnapshotPerFile):
             removed = self.conn.execute(_statement(

@@ -360,3 +360,21 @@ def test_generated_files_are_deterministic_for_a_seed(tmp_path):
     assert sorted(a) == sorted(e.file_name(D1) for e in EXPORTS.values())
     assert a == b
     assert all(c[name] != a[name] for name in a if name.startswith(("user", "account", "push")))
+
+
+def test_replace_on_an_unpartitioned_table_lets_the_file_win_for_its_keys_only(
+        settings, database_url, db, exports_dir):
+    export, case = EXPORTS["crisp_conversation_segments"], CASES["crisp_conversation_segments"]
+    write(exports_dir, export, D1, case.first)
+    write(exports_dir, export, D2, case.second)
+    load(settings, database_url, exports_dir, [export], [D1, D2])
+    older = [("s1", "reopened", "bug", "2024-11-10 09:00:00", "2024-11-11 10:00:00", "a.fr")]
+    write(exports_dir, export, D2, older)
+    merged = load(settings, database_url, exports_dir, [export], [D2]).outcomes[0]
+    assert (merged.rows_loaded, content(db, export)) == (0, sorted(case.merged))  # older: loses
+    replaced = load(settings, database_url, exports_dir, [export], [D2], replace=True,
+                    force=True)
+    assert replaced.outcomes[0].rows_loaded == 1
+    assert content(db, export) == sorted([
+        ("s1", "bug", "reopened", "a.fr", "2024-11-10 09:00:00", "2024-11-11 10:00:00"),
+        case.merged[1]])  # s2, absent from the file, is kept
