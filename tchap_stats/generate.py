@@ -14,6 +14,7 @@ snapshots, Crisp conversations updated over a few days.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import tempfile
@@ -263,9 +264,11 @@ def _malformed_line(export: Export, row: tuple[str, ...], salt: int) -> str:
         fields = fields[:-1]
     elif kind == 2 or not typed:
         fields[0] = ""
-    else:
-        fields[0] = f'"{fields[0]}"junk'
-    return ",".join(fields)
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields)
+    if kind == 3 and typed:
+        return f'"{row[0]}"junk,' + line.getvalue().split(",", 1)[1]
+    return line.getvalue()
 
 
 class ExportFiles:
