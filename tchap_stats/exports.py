@@ -153,12 +153,14 @@ class Export:
         if self.partition:
             named.add(self.partition.column)
         unknown = named - set(columns)
-        assert not unknown, f"{self.name}: unknown column(s) {sorted(unknown)}"
+        if unknown:
+            raise ValueError(f"{self.name}: unknown column(s) {sorted(unknown)}")
         # A row's stored columns are all in its key or its merge order (or follow from
         # them): two rows that tie on both are the same row, so no load order can matter.
         classifiers = {d.name for d in self.derived if d.duckdb_sql != FILE_DATE}
         loose = set(columns) - named - classifiers
-        assert not loose, f"{self.name}: neither key nor merge order: {sorted(loose)}"
+        if loose:
+            raise ValueError(f"{self.name}: neither key nor merge order: {sorted(loose)}")
 
     def file_name(self, day: date) -> str:
         return f"{self.name}_{day.isoformat()}.csv"

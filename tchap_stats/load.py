@@ -50,7 +50,10 @@ def partition_name(export: Export, day: date) -> str:
     return f"{export.table}_p{day:%Y_%m}"
 
 
-def day_bounds(export: Export, first: date, end: date, timezone: str) -> tuple[object, object]:
+Bound = date | datetime
+
+
+def day_bounds(export: Export, first: date, end: date, timezone: str) -> tuple[Bound, Bound]:
     """[first, end) as values of the partition column: dates, or the zone's midnights."""
     assert export.partition is not None
     if export.column_type(export.partition.column) == "date":

@@ -378,3 +378,17 @@ def test_replace_on_an_unpartitioned_table_lets_the_file_win_for_its_keys_only(
     assert content(db, export) == sorted([
         ("s1", "bug", "reopened", "a.fr", "2024-11-10 09:00:00", "2024-11-11 10:00:00"),
         case.merged[1]])  # s2, absent from the file, is kept
+
+
+def test_a_declaration_whose_rows_could_tie_on_key_and_order_is_refused():
+    from tchap_stats.exports import ByMonth, Column, KeepLeast
+
+    columns = (Column("a"), Column("b"), Column("day", "date"))
+    with pytest.raises(ValueError, match=r"neither key nor merge order: \['b'\]"):
+        Export(name="x", table="x", columns=columns, key=("a", "day"),
+               partition=ByMonth("day"), merge=KeepLeast(order=("day",)))
+    with pytest.raises(ValueError, match="unknown column"):
+        Export(name="x", table="x", columns=columns, key=("a", "day"),
+               partition=ByMonth("hour"), merge=KeepLeast(order=("b",)))
+    Export(name="x", table="x", columns=columns, key=("a", "day"), partition=ByMonth("day"),
+           merge=KeepLeast(order=("b",)))
