@@ -393,6 +393,7 @@ def exports_command(obj: Context) -> None:
                 and export.column_type(export.partition.column) == "timestamptz" else "")
         click.echo(f"  partition {export.describe_partition()}{zone}")
         click.echo(f"  merge     {export.merge.describe()}")
+        click.echo(f"  sql       {', '.join(f'sql/load/{f}' for f in export.merge.sql_files)}")
         click.echo(f"  enabled   {'yes' if export.name in enabled else 'no'} "
                    f"(by default: {by_default})")
 

@@ -392,3 +392,12 @@ def test_a_declaration_whose_rows_could_tie_on_key_and_order_is_refused():
                partition=ByMonth("hour"), merge=KeepLeast(order=("b",)))
     Export(name="x", table="x", columns=columns, key=("a", "day"), partition=ByMonth("day"),
            merge=KeepLeast(order=("b",)))
+
+
+def test_every_merge_rule_names_sql_files_that_exist():
+    from tchap_stats.config import SQL_DIR
+
+    for export in EXPORTS.values():
+        assert export.merge.sql_files, export.name
+        for name in export.merge.sql_files:
+            assert (SQL_DIR / "load" / name).is_file(), name
