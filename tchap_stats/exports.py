@@ -11,6 +11,7 @@ merge rule fits) a merge rule with its SQL in sql/load/.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -164,6 +165,15 @@ class Export:
 
     def file_name(self, day: date) -> str:
         return f"{self.name}_{day.isoformat()}.csv"
+
+    def file_date(self, key: str) -> date | None:
+        """The extraction date in a file's name (or key), if it is one of this export's."""
+        match = re.search(rf"(?:^|/){re.escape(self.name)}_(\d{{4}}-\d{{2}}-\d{{2}})\.csv$", key)
+        return date.fromisoformat(match[1]) if match else None
+
+    @property
+    def partition_column(self) -> str | None:
+        return self.partition.column if self.partition else None
 
     @property
     def header(self) -> tuple[str, ...]:

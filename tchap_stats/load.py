@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import LibpqWriter
 
-from .config import SQL_DIR
+from .config import DEFAULT_TZ, SQL_DIR
 from .exports import Export, SnapshotPerFile
 from .ledger import DayResult
 from .staging import StagedFile, Stager
@@ -63,7 +63,7 @@ def day_bounds(export: Export, first: date, end: date, timezone: str) -> tuple[B
 
 
 def ensure_partitions(conn: psycopg.Connection, export: Export, days: list[date],
-                      timezone: str) -> None:
+                      timezone: str = DEFAULT_TZ) -> None:
     """Create the month partitions the days need, in a short transaction of their own
     (an empty partition is harmless, and creating it locks the parent table briefly)."""
     if export.partition is None:
@@ -95,7 +95,7 @@ class DayWriter:
     """Writes the staged rows of one file, day by day, inside the caller's transaction."""
 
     def __init__(self, conn: psycopg.Connection, stager: Stager, staged: StagedFile,
-                 timezone: str):
+                 timezone: str = DEFAULT_TZ):
         self.conn = conn
         self.timezone = timezone
         self.stager = stager

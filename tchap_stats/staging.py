@@ -309,7 +309,12 @@ class Stager:
             self._s3_ready = s3
 
     def stage(self, export: Export, source: Source, file: SourceFile,
-              file_date: date) -> StagedFile:
+              file_date: date | None = None) -> StagedFile:
+        """Stage one file; `file_date` (default: the date in its name) feeds the derived
+        columns holding the extraction date."""
+        file_date = file_date or export.file_date(file.key)
+        if file_date is None and any(d.duckdb_sql == FILE_DATE for d in export.derived):
+            raise StagingError(f"{file.key}: no extraction date (YYYY-MM-DD) in the file's name")
         check_header(export, file, source.first_line(file))
         self._prepare_s3(source)
         n = next(self._ids)
