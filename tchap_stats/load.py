@@ -11,7 +11,9 @@ unpartitioned table, the whole table, counted for the file's extraction day. Per
 - a day that holds rows is merged: the file's rows go to a temporary table, then the
   export's merge rule decides, key by key, which row stays (sql/load/merge_*.sql,
   snapshot_*.sql);
-- with --replace, the day is emptied first and receives exactly the file's rows.
+- with --replace, the day is emptied first and receives exactly the file's rows (on an
+  hourly table, only the hours the file holds; on an unpartitioned one, the file's rows win
+  for their keys).
 """
 
 from __future__ import annotations
@@ -132,6 +134,8 @@ class DayWriter:
             # The whole table is one "day" here: emptying it would drop every key the file
             # lacks. --replace means instead that the file's rows win for their keys.
             return self._merge(day, rows, parts, params, file_wins=True)
+        if replace and self.export.column_type(self.export.partition.column) == "timestamptz":
+            return self._replace_hours(day, rows, parts, params)
         if replace:
             removed = self.conn.execute(_statement("delete_day.sql", **parts), params).rowcount
             self._copy_day(parts["target"], day)
@@ -149,6 +153,31 @@ class DayWriter:
                                          table=sql.Identifier(self.export.table)))
         self.conn.execute(sql.SQL("TRUNCATE {}").format(self._incoming))
         return self._incoming
+
+    def _replace_hours(self, day: date, rows: int, parts: dict[str, sql.Composable],
+                       params: dict[str, object]) -> DayResult:
+        """--replace on an hourly table: the file's hours of the day hold exactly its rows;
+        hours it does not hold (a recount of a few late hours) keep theirs."""
+        incoming = self._incoming_table()
+        self._copy_day(incoming, day)
+        assert self.export.partition is not None
+        removed = self.conn.execute(_statement(
+            "replace_delete_file_hours.sql", **parts, incoming=incoming,
+            column=sql.Identifier(self.export.partition.column)), params).rowcount
+        self.conn.execute(_statement(
+            "merge_insert_missing_keys.sql", **parts, incoming=incoming,
+            key_match=self._key_match(), **self._insert_columns()), params)
+        return DayResult(day, rows, inserted=rows, replaced=0, removed=removed)
+
+    def _key_match(self) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("t.{k} = i.{k}").format(k=sql.Identifier(k)) for k in self.export.key)
+
+    def _insert_columns(self) -> dict[str, sql.Composable]:
+        columns = self.export.table_columns
+        return {"columns": sql.SQL(", ").join(map(sql.Identifier, columns)),
+                "incoming_columns": sql.SQL(", ").join(
+                    sql.SQL("i.{}").format(sql.Identifier(c)) for c in columns)}
 
     def _beats(self, file_wins: bool) -> sql.Composable:
         """When an incoming row replaces the stored row of its key."""
@@ -177,8 +206,7 @@ class DayWriter:
         self._copy_day(incoming, day)
         self.conn.execute(sql.SQL("ANALYZE {}").format(incoming))
         export = self.export
-        key_match = sql.SQL(" AND ").join(
-            sql.SQL("t.{k} = i.{k}").format(k=sql.Identifier(k)) for k in export.key)
+        key_match = self._key_match()
         replaced = self.conn.execute(_statement(
             "merge_delete_beaten.sql", **parts, incoming=incoming, key_match=key_match,
             beats=self._beats(file_wins)), params).rowcount
@@ -189,9 +217,6 @@ class DayWriter:
                 key_match=key_match), params).rowcount
         inserted = self.conn.execute(_statement(
             "merge_insert_missing_keys.sql", **parts, incoming=incoming, key_match=key_match,
-            columns=sql.SQL(", ").join(map(sql.Identifier, export.table_columns)),
-            incoming_columns=sql.SQL(", ").join(
-                sql.SQL("i.{}").format(sql.Identifier(c)) for c in export.table_columns),
-        ), params).rowcount
+            **self._insert_columns()), params).rowcount
         return DayResult(day, rows, inserted=inserted - replaced, replaced=replaced,
                          removed=removed)

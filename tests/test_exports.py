@@ -401,3 +401,21 @@ def test_every_merge_rule_names_sql_files_that_exist():
         assert export.merge.sql_files, export.name
         for name in export.merge.sql_files:
             assert (SQL_DIR / "load" / name).is_file(), name
+
+
+def test_replace_on_an_hourly_table_replaces_the_hours_the_file_holds(
+        settings, database_url, db, exports_dir):
+    export, case = EXPORTS["subscriptions_aggregate"], CASES["subscriptions_aggregate"]
+    write(exports_dir, export, D1, case.first)
+    load(settings, database_url, exports_dir, [export], [D1])
+    # A corrected file holding only 10:00 on the 14th, with one key of that hour gone.
+    write(exports_dir, export, D1, [("4", "z.gouv.fr", HOUR, "agent_z")])
+    report = load(settings, database_url, exports_dir, [export], [D1], replace=True)
+    assert report.outcomes[0].days_changed == [D1]
+    assert content(db, export) == sorted([
+        case.loaded[0],  # Nov 1st: a day the file does not hold
+        ("4", "z.gouv.fr", "2024-11-14 09:00:00+00", "agent_z", "2024-11-14"),
+        case.loaded[2],  # 11:00: an hour the file does not hold
+    ])
+    assert db.execute("SELECT rows_removed, rows_inserted FROM tchap_stats.load_days "
+                      "ORDER BY load_id DESC LIMIT 1").fetchone() == (1, 1)
