@@ -16,11 +16,12 @@ import click
 from . import generate as generate_module
 from .config import ConfigError, Settings, mask
 from .database import DatabaseError, connect, resolve_database_url
-from .exports import default_exports, parse_only
+from .exports import EXPORTS, default_exports, parse_only
 from .load import days_between
 from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, run, today, yesterday
 from .schema import LegacySchemaError, migrate, require_schema
 from .source import open_source
+from .summaries import EXPORT as SUMMARISED_EXPORT
 from .summaries import check, refresh_changed, refresh_range
 
 log = logging.getLogger("tchap_stats")
@@ -135,6 +136,9 @@ def _report(report: RunReport) -> None:
         click.echo("missing files:")
         for outcome in report.missing:
             click.echo(f"  {outcome.name}")
+    click.echo("by export:")
+    for line in report.by_export():
+        click.echo(f"  {line}")
 
 
 def _echo_outcome(outcome) -> None:
@@ -144,7 +148,10 @@ def _echo_outcome(outcome) -> None:
 def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, jobs: int,
           progress: bool, refresh_summaries: bool = True) -> None:
     settings = obj.settings
-    exports = only or default_exports(settings.enabled_exports)
+    try:
+        exports = only or default_exports(settings.enabled_exports)
+    except ValueError as exc:
+        obj.fail(f"TCHAP_STATS_EXPORTS: {exc}", EXIT_USAGE)
     try:
         source = open_source(settings.source, settings.s3)
     except ConfigError as exc:
@@ -163,7 +170,8 @@ def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, j
 
 _only_option = click.option(
     "--only", callback=_only, metavar="EXPORTS",
-    help="Comma-separated export names (default: the enabled exports).")
+    help="Comma-separated export names; `default` stands for the exports enabled by "
+         "default (default: TCHAP_STATS_EXPORTS, else those). See `tchap-stats exports`.")
 _force_option = click.option("--force", is_flag=True,
                              help="Reload files already loaded with the same ETag.")
 _no_refresh_option = click.option(
@@ -231,10 +239,16 @@ def backfill(obj: Context, first: date, last: date, only, force: bool, replace: 
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--malformed", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of malformed lines.")
+@click.option("--only", callback=_only, metavar="EXPORTS",
+              help="Comma-separated export names (default: every export).")
 @click.pass_obj
 def generate_command(obj: Context, first: date, last: date, rows_per_day: int, out: str,
-                     seed: int, malformed: float) -> None:
-    """Write realistic synthetic user_daily_visits files (deterministic for a seed).
+                     seed: int, malformed: float, only) -> None:
+    """Write realistic synthetic files of every export (deterministic for a seed).
+
+    --rows-per-day sizes user_daily_visits; the other exports follow from the same
+    population of users (pushers and account data about as many rows, the hourly counts
+    a few thousand, SSO one row per instance and domain).
 
     \b
     Example:
@@ -244,7 +258,9 @@ def generate_command(obj: Context, first: date, last: date, rows_per_day: int, o
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
     options = generate_module.Options(rows_per_day=rows_per_day, seed=seed, malformed=malformed)
-    for path, lines in generate_module.generate(first, last, out, options, obj.settings.s3):
+    names = [e.name for e in only] if only else None
+    for path, lines in generate_module.generate(first, last, out, options, obj.settings.s3,
+                                                exports=names):
         click.echo(f"{path}: {lines:,} lines")
 
 
@@ -340,10 +356,46 @@ def status(obj: Context, limit: int) -> None:
                        f"{days or 0}")
             line = f"  {key}: {state} ({figures}) {finished or ''}".rstrip()
             click.echo(line + (f"\n    {error}" if error else ""))
+        # Only user_daily_visits has summaries yet; the other exports' changed days wait
+        # in the ledger for summaries of their own.
         count, first, last = conn.execute(
-            "SELECT count(*), min(day), max(day) FROM tchap_stats.changed_days").fetchone()
+            "SELECT count(*), min(day), max(day) FROM tchap_stats.changed_days "
+            "WHERE export = %s", (SUMMARISED_EXPORT,)).fetchone()
         click.echo(f"days waiting for a summary refresh: {count}"
                    + (f" ({first}..{last})" if count else ""))
+
+
+@cli.command("exports")
+@click.pass_obj
+def exports_command(obj: Context) -> None:
+    """List every export: file, table, key, partitioning, merge rule, whether runs load it.
+
+    `enabled` says whether sync and backfill load it without --only: by default, or as
+    TCHAP_STATS_EXPORTS says.
+
+    \b
+    Example:
+      tchap-stats exports
+    """
+    try:
+        enabled = {e.name for e in default_exports(obj.settings.enabled_exports)}
+    except ValueError as exc:
+        obj.fail(f"TCHAP_STATS_EXPORTS: {exc}", EXIT_USAGE)
+    for export in EXPORTS.values():
+        by_default = "yes" if export.enabled_by_default else "no"
+        renamed = [f"{c.name} → {c.table_name}" for c in export.columns if c.target]
+        click.echo(f"{export.name}: {export.description}")
+        click.echo(f"  file      {export.name}_YYYY-MM-DD.csv: {','.join(export.header)}")
+        click.echo(f"  table     {export.table} ({', '.join(export.table_columns)})"
+                   + (f"; renamed: {', '.join(renamed)}" if renamed else ""))
+        click.echo(f"  key       ({', '.join(export.key)})")
+        zone = (f" (months and days in {obj.settings.timezone})" if export.partition
+                and export.column_type(export.partition.column) == "timestamptz" else "")
+        click.echo(f"  partition {export.describe_partition()}{zone}")
+        click.echo(f"  merge     {export.merge.describe()}")
+        click.echo(f"  sql       {', '.join(f'sql/load/{f}' for f in export.merge.sql_files)}")
+        click.echo(f"  enabled   {'yes' if export.name in enabled else 'no'} "
+                   f"(by default: {by_default})")
 
 
 DEMO_DIR = Path(".tchap-stats/demo-exports")

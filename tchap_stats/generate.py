@@ -5,11 +5,17 @@ devices each, a user agent per device) visits on each day. The file of day D hol
 visits, a few percent of D-1's again (the exports overlap), a few late rows for earlier
 days, some in-file duplicates with differing attributes, and, on demand, malformed lines.
 Every row is a function of (seed, day, position), so any day can be generated alone.
+
+The other exports come from the same population (see `ExportFiles`): hourly counts that
+the next file recounts, account data that changes weekly, daily SSO and pushers
+snapshots, Crisp conversations updated over a few days.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import json
 import random
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +26,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .config import S3Settings
+from .exports import EXPORTS, Export
 from .load import days_between
 from .source import s3_client
 
@@ -201,18 +208,190 @@ class Generator:
                    domain)
 
     def write(self, day: date, path: Path) -> int:
-        count = 0
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(HEADER)
-            for line in self.lines(day):
-                if isinstance(line, str):  # a malformed line, written as is
-                    f.write(line + "\n")
-                else:
-                    writer.writerow(line)
-                count += 1
-        _strip_final_newline(path)  # like the real exports
-        return count
+        return write_lines(path, HEADER, self.lines(day))
+
+
+def write_lines(path: Path, header: tuple[str, ...], lines: Iterator[tuple[str, ...] | str]
+                ) -> int:
+    count = 0
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        for line in lines:
+            if isinstance(line, str):  # a malformed line, written as is
+                f.write(line + "\n")
+            else:
+                writer.writerow(line)
+            count += 1
+    _strip_final_newline(path)  # like the real exports
+    return count
+
+
+UTC = ZoneInfo("UTC")
+EVENT_TYPES = (("m.room.message", 40), ("m.room.encrypted", 120), ("m.room.member", 12),
+               ("m.reaction", 9), ("m.room.redaction", 2), ("m.room.create", 1))
+ACCOUNT_DATA_TYPES = (("m.direct", 40), ("im.vector.setting.breadcrumbs", 20),
+                      ("im.vector.analytics", 10))  # (type, % of users holding it)
+CRISP_SEGMENTS = ("bug", "question", "account", "mobile", "proconnect")
+CRISP_STATES = ("pending", "unresolved", "resolved")
+RECOUNTED_HOURS = 3  # the last hours of the previous day, recounted by the next file
+
+
+def _hours(day: date) -> list[datetime]:
+    """The hours of a Paris day (23, 24 or 25 of them), as Paris times."""
+    start = datetime(day.year, day.month, day.day, tzinfo=PARIS).astimezone(UTC)
+    following = day + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=PARIS)
+    count = int((end.astimezone(UTC) - start).total_seconds() // 3600)
+    return [(start + timedelta(hours=k)).astimezone(PARIS) for k in range(count)]
+
+
+def _hour_stamp(moment: datetime, salt: int) -> str:
+    offset = int(moment.utcoffset().total_seconds() // 3600)
+    spelled = f"+{offset:02d}" if salt % 2 else f" +{offset:02d}:00"  # both exports' ways
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + spelled
+
+
+def _malformed_line(export: Export, row: tuple[str, ...], salt: int) -> str:
+    """One of the ways a line goes wrong: a bad typed value, a missing field, an empty
+    required value, a stray quote."""
+    fields = list(row)
+    kind = salt % 4
+    typed = [i for i, c in enumerate(export.columns) if c.type != "text"]
+    if kind == 0 and typed:
+        fields[typed[0]] = "n/a"
+    elif kind == 1:
+        fields = fields[:-1]
+    elif kind == 2 or not typed:
+        fields[0] = ""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields)
+    if kind == 3 and typed:
+        return f'"{row[0]}"junk,' + line.getvalue().split(",", 1)[1]
+    return line.getvalue()
+
+
+class ExportFiles:
+    """The lines of every export's file of a day, from one population."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self.visits = Generator(options)
+        self.population = self.visits.population
+        pairs = sorted({(u[1], u[2]) for u in self.population.users})
+        self.pairs = pairs or list(MINISTRIES)
+        self.users_per_pair = {pair: 0 for pair in self.pairs}
+        for user in self.population.users:
+            self.users_per_pair[(user[1], user[2])] += 1
+
+    def lines(self, export: Export, day: date) -> Iterator[tuple[str, ...] | str]:
+        if export.name == "user_daily_visits":
+            yield from self.visits.lines(day)
+            return
+        o = self.options
+        rows = getattr(self, export.name)(day)
+        for i, row in enumerate(rows):
+            salt = _mix(o.seed, day.toordinal(), i, 23, len(export.name))
+            if (salt % 1_000_000) / 1_000_000 < o.malformed:
+                yield _malformed_line(export, row, salt >> 20)
+            else:
+                yield row
+
+    def write(self, export: Export, day: date, path: Path) -> int:
+        return write_lines(path, export.header, self.lines(export, day))
+
+    def _hourly(self, day: date) -> Iterator[tuple[datetime, int, str, str, bool]]:
+        """(hour, pair index, instance, domain, recount) of a file: the day's hours, then
+        the previous day's last hours again (the export recounts them)."""
+        recounted = _hours(day - timedelta(days=1))[-RECOUNTED_HOURS:]
+        for hours, recount in ((_hours(day), False), (recounted, True)):
+            for hour in hours:
+                for p, (instance, domain) in enumerate(self.pairs):
+                    yield hour, p, instance, domain, recount
+
+    def subscriptions_aggregate(self, day: date) -> Iterator[tuple[str, ...]]:
+        seed = self.options.seed
+        for hour, p, instance, domain, recount in self._hourly(day):
+            stamp = int(hour.timestamp())
+            count = 1 + self.users_per_pair[self.pairs[p]] * (_mix(seed, stamp, p) % 40) // 100
+            count += (_mix(seed, stamp, p, 1) % 5) if recount else 0
+            yield (str(count), domain, _hour_stamp(hour, _mix(seed, stamp)), instance)
+
+    def events_roomv9_aggregate(self, day: date) -> Iterator[tuple[str, ...]]:
+        seed = self.options.seed
+        for hour, p, instance, domain, recount in self._hourly(day):
+            stamp = int(hour.timestamp())
+            active = self.users_per_pair[self.pairs[p]] * (_mix(seed, stamp, p) % 40) // 100
+            for t, (event_type, per_user) in enumerate(EVENT_TYPES):
+                count = active * per_user * (50 + _mix(seed, stamp, p, t) % 100) // 1000
+                count += (_mix(seed, stamp, p, t, 1) % 3) if recount else 0
+                if count:
+                    yield (str(count), event_type, domain, _hour_stamp(hour, _mix(seed, stamp)),
+                           instance)
+
+    def account_data(self, day: date) -> Iterator[tuple[str, ...]]:
+        seed, users = self.options.seed, self.population.users
+        for u, (user_id, instance, domain, _devices) in enumerate(users):
+            for t, (data_type, share) in enumerate(ACCOUNT_DATA_TYPES):
+                if _mix(seed, u, t) % 100 >= share:
+                    continue
+                if _mix(seed, u, t, day.toordinal()) % 50 == 0:
+                    continue  # absent from this file: the table keeps the last content
+                week = (day.toordinal() + u) // 7
+                other = users[_mix(seed, u, t, week) % len(users)][0]
+                room = f"!{_mix(seed, u, week) % 16**12:012x}:{user_id.split(':', 1)[-1]}"
+                content = {"m.direct": {other: [room]},
+                           "im.vector.setting.breadcrumbs": {"recent_rooms": [room]},
+                           "im.vector.analytics": {"pseudonymousAnalyticsOptIn": week % 3 > 0},
+                           }[data_type]
+                yield (user_id, data_type, json.dumps(content), instance, domain)
+
+    def sso(self, day: date) -> Iterator[tuple[str, ...]]:
+        seed = self.options.seed
+        for p, (instance, domain) in enumerate(self.pairs):
+            total = self.users_per_pair[(instance, domain)]
+            # ProConnect takes over slowly, at its own pace per domain.
+            pro = total * min(90, (day.toordinal() // 7 + _mix(seed, p)) % 60) // 100
+            both = (total - pro) * (_mix(seed, p, 1) % 20) // 100
+            yield (str(total), domain, instance, str(total - pro - both), str(both), str(pro))
+
+    def crisp_conversation_segments(self, day: date) -> Iterator[tuple[str, ...]]:
+        """Conversations updated on `day`: those opened that day, and some of the last
+        four days' again, further along."""
+        seed = self.options.seed
+        per_day = max(3, self.options.rows_per_day // 400)
+        for back in range(5):
+            opened = day - timedelta(days=back)
+            for k in range(per_day):
+                salt = _mix(seed, opened.toordinal(), k)
+                if back and _mix(seed, opened.toordinal(), k, day.toordinal()) % 3:
+                    continue
+                session = f"session_{salt:016x}-{_mix(salt, 1) % 16**8:08x}"
+                created = datetime(opened.year, opened.month, opened.day) + timedelta(
+                    seconds=28_800 + salt % 36_000)
+                updated = max(created + timedelta(minutes=5),
+                              datetime(day.year, day.month, day.day)
+                              + timedelta(seconds=28_800 + (salt >> 16) % 43_000))
+                state = CRISP_STATES[min(back, 2)] if back else "pending"
+                domain = self.pairs[salt % len(self.pairs)][1]
+                for s in range(1 + salt % 3):
+                    segment = CRISP_SEGMENTS[(salt >> 8) % len(CRISP_SEGMENTS) - s]
+                    yield (session, state, segment, f"{created:%Y-%m-%d %H:%M:%S}",
+                           f"{updated:%Y-%m-%d %H:%M:%S}", domain)
+
+    def pushers(self, day: date) -> Iterator[tuple[str, ...]]:
+        seed = self.options.seed
+        for u, (user_id, instance, domain, devices) in enumerate(self.population.users):
+            for d, (device_id, agent) in enumerate(devices):
+                if _mix(seed, u, d, 3) % 10 >= 6:
+                    continue
+                app_id = ("fr.gouv.tchap.android" if "Android" in agent else
+                          "fr.gouv.tchap.ios" if "iOS" in agent else "fr.gouv.tchap.web")
+                enabled = _mix(seed, u, d, (day.toordinal() + u) // 10) % 10 != 0
+                yield (user_id, device_id, app_id, "http", "true" if enabled else "false",
+                       instance, domain)
+            if _mix(seed, u, 5) % 20 == 0:  # e-mail notifications: no device
+                yield (user_id, "", "m.email", "email", "true", instance, domain)
 
 
 def _malformed(row: tuple[str, ...], salt: int) -> str:
@@ -240,9 +419,12 @@ def _strip_final_newline(path: Path) -> None:
 
 
 def generate(first: date, last: date, out: str, options: Options,
-             s3: S3Settings | None = None) -> list[tuple[str, int]]:
-    """Write one user_daily_visits file per day into a directory or s3://bucket/prefix."""
-    generator = Generator(options)
+             s3: S3Settings | None = None, exports: list[str] | None = None
+             ) -> list[tuple[str, int]]:
+    """Write one file per export (default: all of them) and day into a directory or
+    s3://bucket/prefix."""
+    files = ExportFiles(options)
+    chosen = [EXPORTS[name] for name in (exports or list(EXPORTS))]
     written = []
     days = days_between(first, last)
     if out.startswith("s3://"):
@@ -250,17 +432,19 @@ def generate(first: date, last: date, out: str, options: Options,
         client = s3_client(s3 or S3Settings.from_env())
         with tempfile.TemporaryDirectory() as tmp:
             for day in days:
-                name = f"user_daily_visits_{day.isoformat()}.csv"
-                path = Path(tmp) / name
-                lines = generator.write(day, path)
-                key = f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
-                client.upload_file(str(path), bucket, key)
-                path.unlink()
-                written.append((f"s3://{bucket}/{key}", lines))
+                for export in chosen:
+                    name = export.file_name(day)
+                    path = Path(tmp) / name
+                    lines = files.write(export, day, path)
+                    key = f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+                    client.upload_file(str(path), bucket, key)
+                    path.unlink()
+                    written.append((f"s3://{bucket}/{key}", lines))
         return written
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     for day in days:
-        path = directory / f"user_daily_visits_{day.isoformat()}.csv"
-        written.append((str(path), generator.write(day, path)))
+        for export in chosen:
+            path = directory / export.file_name(day)
+            written.append((str(path), files.write(export, day, path)))
     return written

@@ -4,24 +4,29 @@ All the days a file touches are written in one transaction, together with the le
 'loaded' status, the per-day counts and the changed days: a run killed at any point
 leaves every day as it was or fully loaded, and the next run simply loads the file again.
 
-Per day:
+A "day" is the calendar day (configured zone) of the row's partition column, or, for an
+unpartitioned table, the whole table, counted for the file's extraction day. Per day:
 - a day that holds no rows yet (the nightly case) receives the file's rows with a COPY
   straight into its month partition;
 - a day that holds rows is merged: the file's rows go to a temporary table, then the
-  export's merge rule decides, key by key, which row stays (sql/load/merge_*.sql);
-- with --replace, the day is emptied first and receives exactly the file's rows.
+  export's merge rule decides, key by key, which row stays (sql/load/merge_*.sql,
+  snapshot_*.sql);
+- with --replace, the day is emptied first and receives exactly the file's rows (on an
+  hourly table, only the hours the file holds; on an unpartitioned one, the file's rows win
+  for their keys).
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 from psycopg.copy import LibpqWriter
 
-from .config import SQL_DIR
-from .exports import Export
+from .config import DEFAULT_TZ, SQL_DIR
+from .exports import Export, SnapshotPerFile
 from .ledger import DayResult
 from .staging import StagedFile, Stager
 
@@ -47,33 +52,54 @@ def partition_name(export: Export, day: date) -> str:
     return f"{export.table}_p{day:%Y_%m}"
 
 
-def ensure_partitions(conn: psycopg.Connection, export: Export, days: list[date]) -> None:
+Bound = date | datetime
+
+
+def day_bounds(export: Export, first: date, end: date, timezone: str) -> tuple[Bound, Bound]:
+    """[first, end) as values of the partition column: dates, or the zone's midnights."""
+    assert export.partition is not None
+    if export.column_type(export.partition.column) == "date":
+        return first, end
+    zone = ZoneInfo(timezone)
+    return datetime.combine(first, time(), zone), datetime.combine(end, time(), zone)
+
+
+def ensure_partitions(conn: psycopg.Connection, export: Export, days: list[date],
+                      timezone: str = DEFAULT_TZ) -> None:
     """Create the month partitions the days need, in a short transaction of their own
     (an empty partition is harmless, and creating it locks the parent table briefly)."""
+    if export.partition is None:
+        return
     months = sorted({month_bounds(d) for d in days})
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
         for lower, upper in months:
+            low, high = day_bounds(export, lower, upper, timezone)
             conn.execute(_statement(
                 "partition.sql",
                 partition=sql.Identifier(partition_name(export, lower)),
                 table=sql.Identifier(export.table),
-                lower=sql.Literal(lower), upper=sql.Literal(upper),
+                lower=sql.Literal(low), upper=sql.Literal(high),
             ))
 
 
 def lock_days(conn: psycopg.Connection, export: Export, days: list[date]) -> None:
     """Serialise writers of the same days (parallel backfill, overlapping cron runs).
-    Always taken in date order, so two loads never wait on each other in a cycle."""
-    for day in sorted(days):
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{export.name}:{day}",))
+    Always taken in date order, so two loads never wait on each other in a cycle. Every
+    file of an unpartitioned table writes the same rows: one lock for the table."""
+    keys = [f"{export.name}:{day}" for day in sorted(days)] if export.partition else [
+        f"{export.name}:*"]
+    for key in keys:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
 
 
 class DayWriter:
     """Writes the staged rows of one file, day by day, inside the caller's transaction."""
 
-    def __init__(self, conn: psycopg.Connection, stager: Stager, staged: StagedFile):
+    def __init__(self, conn: psycopg.Connection, stager: Stager, staged: StagedFile,
+                 timezone: str = DEFAULT_TZ):
         self.conn = conn
+        self.timezone = timezone
         self.stager = stager
         self.staged = staged
         self.export = staged.export
@@ -89,22 +115,35 @@ class DayWriter:
             for chunk in self.stager.stream_day(self.staged, day):
                 copy.write(chunk)
 
-    def _parts(self, day: date) -> dict[str, sql.Composable]:
-        return {"partition": sql.Identifier(partition_name(self.export, day)),
-                "day_column": sql.Identifier(self.export.partition_column)}
+    def _parts(self, day: date) -> tuple[dict[str, sql.Composable], dict[str, object]]:
+        """The relation a day's rows live in, the condition selecting them (on alias t),
+        and its parameters."""
+        export = self.export
+        if export.partition is None:
+            return {"target": sql.Identifier(export.table), "in_day": sql.SQL("TRUE")}, {}
+        lower, upper = day_bounds(export, day, day + timedelta(days=1), self.timezone)
+        in_day = sql.SQL("t.{c} >= %(lower)s AND t.{c} < %(upper)s").format(
+            c=sql.Identifier(export.partition.column))
+        return ({"target": sql.Identifier(partition_name(export, day)), "in_day": in_day},
+                {"lower": lower, "upper": upper})
 
     def write(self, day: date, replace: bool) -> DayResult:
         rows = self.staged.days[day]
-        parts = self._parts(day)
-        params = {"day": day}
+        parts, params = self._parts(day)
+        if replace and self.export.partition is None:
+            # The whole table is one "day" here: emptying it would drop every key the file
+            # lacks. --replace means instead that the file's rows win for their keys.
+            return self._merge(day, rows, parts, params, file_wins=True)
+        if replace and self.export.column_type(self.export.partition.column) == "timestamptz":
+            return self._replace_hours(day, rows, parts, params)
         if replace:
             removed = self.conn.execute(_statement("delete_day.sql", **parts), params).rowcount
-            self._copy_day(parts["partition"], day)
+            self._copy_day(parts["target"], day)
             return DayResult(day, rows, inserted=rows, replaced=0, removed=removed,
                              was_empty=removed == 0)
         has_rows = self.conn.execute(_statement("day_has_rows.sql", **parts), params).fetchone()[0]
         if not has_rows:
-            self._copy_day(parts["partition"], day)
+            self._copy_day(parts["target"], day)
             return DayResult(day, rows, inserted=rows, replaced=0, was_empty=True)
         return self._merge(day, rows, parts, params)
 
@@ -116,28 +155,69 @@ class DayWriter:
         self.conn.execute(sql.SQL("TRUNCATE {}").format(self._incoming))
         return self._incoming
 
+    def _replace_hours(self, day: date, rows: int, parts: dict[str, sql.Composable],
+                       params: dict[str, object]) -> DayResult:
+        """--replace on an hourly table: the file's hours of the day hold exactly its rows;
+        hours it does not hold (a recount of a few late hours) keep theirs."""
+        incoming = self._incoming_table()
+        self._copy_day(incoming, day)
+        assert self.export.partition is not None
+        removed = self.conn.execute(_statement(
+            "replace_delete_file_hours.sql", **parts, incoming=incoming,
+            column=sql.Identifier(self.export.partition.column)), params).rowcount
+        self.conn.execute(_statement(
+            "merge_insert_missing_keys.sql", **parts, incoming=incoming,
+            key_match=self._key_match(), **self._insert_columns()), params)
+        return DayResult(day, rows, inserted=rows, replaced=0, removed=removed)
+
+    def _key_match(self) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("t.{k} = i.{k}").format(k=sql.Identifier(k)) for k in self.export.key)
+
+    def _insert_columns(self) -> dict[str, sql.Composable]:
+        columns = self.export.table_columns
+        return {"columns": sql.SQL(", ").join(map(sql.Identifier, columns)),
+                "incoming_columns": sql.SQL(", ").join(
+                    sql.SQL("i.{}").format(sql.Identifier(c)) for c in columns)}
+
+    def _beats(self, file_wins: bool) -> sql.Composable:
+        """When an incoming row replaces the stored row of its key."""
+        export = self.export
+        if file_wins:
+            return sql.SQL("TRUE")
+
+        def columns(alias: str, names: tuple[str, ...], collate: bool) -> sql.Composable:
+            return sql.SQL(", ").join(
+                sql.SQL('{}.{} COLLATE "C"' if collate and export.column_type(c) == "text"
+                        else "{}.{}").format(sql.Identifier(alias), sql.Identifier(c))
+                for c in names)
+
+        if isinstance(export.merge, SnapshotPerFile):
+            others = tuple(c for c in export.table_columns if c not in export.key)
+            return sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(
+                columns("i", others, False), columns("t", others, False))
+        order = export.merge.order
+        return sql.SQL("({}) {} ({})").format(
+            columns("i", order, True), sql.SQL(">" if export.merge.descending else "<"),
+            columns("t", order, True))
+
     def _merge(self, day: date, rows: int, parts: dict[str, sql.Composable],
-               params: dict[str, date]) -> DayResult:
+               params: dict[str, object], file_wins: bool = False) -> DayResult:
         incoming = self._incoming_table()
         self._copy_day(incoming, day)
         self.conn.execute(sql.SQL("ANALYZE {}").format(incoming))
         export = self.export
-
-        def ordered(alias: str) -> sql.Composable:
-            return sql.SQL(", ").join(
-                sql.SQL('{}.{} COLLATE "C"' if export.column_type(c) == "text" else "{}.{}")
-                .format(sql.Identifier(alias), sql.Identifier(c))
-                for c in export.merge.order)
-
-        key_match = sql.SQL(" AND ").join(
-            sql.SQL("t.{k} = i.{k}").format(k=sql.Identifier(k)) for k in export.key)
+        key_match = self._key_match()
         replaced = self.conn.execute(_statement(
-            "merge_keep_least_losers.sql", **parts, incoming=incoming, key_match=key_match,
-            incoming_order=ordered("i"), stored_order=ordered("t")), params).rowcount
+            "merge_delete_beaten.sql", **parts, incoming=incoming, key_match=key_match,
+            beats=self._beats(file_wins)), params).rowcount
+        removed = 0
+        if isinstance(export.merge, SnapshotPerFile):
+            removed = self.conn.execute(_statement(
+                "snapshot_delete_absent_keys.sql", **parts, incoming=incoming,
+                key_match=key_match), params).rowcount
         inserted = self.conn.execute(_statement(
-            "merge_keep_least_insert.sql", **parts, incoming=incoming, key_match=key_match,
-            columns=sql.SQL(", ").join(map(sql.Identifier, export.table_columns)),
-            incoming_columns=sql.SQL(", ").join(
-                sql.SQL("i.{}").format(sql.Identifier(c)) for c in export.table_columns),
-        ), params).rowcount
-        return DayResult(day, rows, inserted=inserted - replaced, replaced=replaced)
+            "merge_insert_missing_keys.sql", **parts, incoming=incoming, key_match=key_match,
+            **self._insert_columns()), params).rowcount
+        return DayResult(day, rows, inserted=inserted - replaced, replaced=replaced,
+                         removed=removed)

@@ -84,11 +84,14 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        if self.count("failed"):
-            return EXIT_FAILED
-        if self.missing:
-            return EXIT_MISSING
-        return EXIT_OK
+        return worst(self.outcomes)
+
+    def by_export(self) -> list[str]:
+        """One line per export of the run: its files' outcomes, rows and exit code."""
+        exports: dict[str, list[FileOutcome]] = {}
+        for outcome in self.outcomes:
+            exports.setdefault(outcome.export, []).append(outcome)
+        return [export_summary(name, outcomes) for name, outcomes in exports.items()]
 
     def totals(self) -> str:
         def total(attr: str) -> int:
@@ -100,6 +103,32 @@ class RunReport:
                 f"loaded {total('rows_loaded'):,} · duplicates {total('rows_duplicate'):,} · "
                 f"rejected {total('rows_rejected'):,} · days changed {len(self.changed_days)} · "
                 f"{self.seconds:.1f} s")
+
+
+def worst(outcomes: list[FileOutcome]) -> int:
+    """The exit code of the worst outcome: a failure, then a missing file, else 0."""
+    if any(o.status == "failed" for o in outcomes):
+        return EXIT_FAILED
+    if any(o.status == "missing" for o in outcomes):
+        return EXIT_MISSING
+    return EXIT_OK
+
+
+OUTCOME_WORDS = {EXIT_OK: "ok", EXIT_FAILED: "FAILED", EXIT_MISSING: "MISSING FILES"}
+
+
+def export_summary(name: str, outcomes: list[FileOutcome]) -> str:
+    def count(status: str) -> int:
+        return sum(o.status == status for o in outcomes)
+
+    code = worst(outcomes)
+    loaded = sum(o.rows_loaded for o in outcomes)
+    rejected = sum(o.rows_rejected for o in outcomes)
+    days = {d for o in outcomes for d in o.days_changed}
+    return (f"{name}: {OUTCOME_WORDS[code]} (exit {code}) · {len(outcomes)} file(s): "
+            f"{count('loaded')} loaded, {count('skipped')} skipped, {count('failed')} failed, "
+            f"{count('missing')} missing · rows loaded {loaded:,} · rejected {rejected:,} · "
+            f"days changed {len(days)}")
 
 
 def today(timezone: str) -> date:
@@ -147,12 +176,12 @@ class Loader:
         outcome = FileOutcome(export.name, name, "failed")
         staged = None
         try:
-            staged = self.stager.stage(export, self.source, file)
+            staged = self.stager.stage(export, self.source, file, day)
             log.debug("%s: staged %s rows over %d day(s) in %.1f s", name,
                       f"{staged.rows_staged:,}", len(staged.days), time.monotonic() - started)
             outcome.rows_read, outcome.rows_rejected = staged.rows_read, staged.rows_rejected
             self._check_rejects(staged.rows_read, staged.rows_rejected)
-            ensure_partitions(self.conn, export, list(staged.days))
+            ensure_partitions(self.conn, export, list(staged.days), self.settings.timezone)
             with self.conn.transaction():
                 results = self._write(staged, replace)
                 ledger.save_rejects(self.conn, load_id, file.key, staged.rejects)
@@ -191,7 +220,7 @@ class Loader:
     def _write(self, staged: StagedFile, replace: bool) -> list[DayResult]:
         days = sorted(staged.days)
         lock_days(self.conn, staged.export, days)
-        writer = DayWriter(self.conn, self.stager, staged)
+        writer = DayWriter(self.conn, self.stager, staged, self.settings.timezone)
         return [writer.write(day, replace) for day in days]
 
     def _record_failure(self, load_id: int, file_key: str, outcome: FileOutcome,

@@ -36,6 +36,12 @@ def migrations() -> list[Migration]:
         if not match:
             raise RuntimeError(f"{path}: migration files are named NNN_name.sql")
         found.append(Migration(int(match[1]), match[2], path))
+    # Numbers may have gaps (a migration may land from another branch later): applied
+    # versions are recorded one by one, so only the order and uniqueness matter.
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"{MIGRATIONS_DIR}: two migrations share a number: {versions}")
     return found
 
 
@@ -44,22 +50,34 @@ DASHBOARD_NAMES = (
     "user_daily_visits_agg_1y", "user_daily_visits_by_month_1y_v3",
     "user_daily_visits_by_month_1y", "user_daily_visits_by_month_18m", "user_monthly_visits_lite",
 )
+# The old system's table names that a migration creates: while that migration is pending,
+# any relation under such a name is the old system's (ours does not exist yet).
+LEGACY_NAMES_BY_VERSION = {
+    5: ("subscriptions_aggregate", "events_aggregate", "account_data_aggregate",
+        "sso_aggregate", "crisp_conversation_segments", "pushers_aggregate"),
+}
+# Ours are partitioned: under these names, a plain table is always the old system's.
+PARTITIONED_NAMES = ("user_daily_visits", "subscriptions_aggregate", "events_aggregate",
+                     "sso_aggregate", "pushers_aggregate")
 KINDS = {"r": "table", "m": "materialized view", "v": "view", "p": "partitioned table"}
 
 
-def _legacy_tables(conn: psycopg.Connection) -> list[str]:
-    """Old-system relations where ours would go: an unpartitioned user_daily_visits, and
-    dashboard names that are tables or materialized views (ours are views)."""
+def _legacy_tables(conn: psycopg.Connection, pending: set[int]) -> list[str]:
+    """Old-system relations where ours would go: unpartitioned tables under our partitioned
+    tables' names, dashboard names that are tables or materialized views (ours are views),
+    and any relation under a name a pending migration would create."""
+    created = [n for v, names in LEGACY_NAMES_BY_VERSION.items() if v in pending for n in names]
     rows = conn.execute(
         """
         SELECT c.relname, c.relkind
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public'
-          AND ((c.relname = 'user_daily_visits' AND c.relkind = 'r')
-               OR (c.relname = ANY(%s) AND c.relkind IN ('r', 'm', 'p')))
+          AND ((c.relname = ANY(%s) AND c.relkind = 'r')
+               OR (c.relname = ANY(%s) AND c.relkind IN ('r', 'm', 'p'))
+               OR (c.relname = ANY(%s) AND c.relkind IN ('r', 'm', 'p', 'v')))
         ORDER BY 1
         """,
-        (list(DASHBOARD_NAMES),),
+        (list(PARTITIONED_NAMES), list(DASHBOARD_NAMES), created),
     ).fetchall()
     return [f"{name} ({KINDS[kind]})" for name, kind in rows]
 
@@ -77,8 +95,9 @@ def migrate(conn: psycopg.Connection) -> list[str]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         done = applied_versions(conn)
-        if any(m.version not in done for m in migrations()):
-            legacy = _legacy_tables(conn)
+        pending = {m.version for m in migrations()} - done
+        if pending:
+            legacy = _legacy_tables(conn, pending)
             if legacy:
                 raise LegacySchemaError(
                     "this database holds the old system's " + ", ".join(legacy) + ". "

@@ -23,7 +23,7 @@ import duckdb
 from sqlglot import exp
 
 from .config import SQL_DIR, Settings
-from .exports import Derived, Export
+from .exports import FILE_DATE, Derived, Export
 from .source import Source, SourceFile
 
 STAGING_SQL = SQL_DIR / "staging"
@@ -31,14 +31,19 @@ MAX_STORED_REJECTS = 10_000
 
 # Offsets are spelled +01, +0100, +01:00, " +02:00" or Z; a timestamp without one is
 # ambiguous and rejected. DuckDB's own cast does not accept the space before the offset.
-TIMESTAMPTZ_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})? ?([+-]\d{2}(:?\d{2})?|Z)"
+NAIVE_TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?"
+TIMESTAMPTZ_PATTERN = NAIVE_TIMESTAMP_PATTERN + r" ?([+-]\d{2}(:?\d{2})?|Z)"
 
-DUCKDB_TYPES = {"text": "VARCHAR", "timestamptz": "TIMESTAMPTZ", "int": "INTEGER", "date": "DATE"}
+DUCKDB_TYPES = {"text": "VARCHAR", "timestamptz": "TIMESTAMPTZ", "timestamp": "TIMESTAMP",
+                "int": "INTEGER", "date": "DATE", "bool": "BOOLEAN"}
 TYPE_PROBLEMS = {
     "timestamptz": "not a timestamp with a UTC offset",
+    "timestamp": "not a timestamp",
     "int": "not an integer",
     "date": "not a date (YYYY-MM-DD)",
+    "bool": "not a boolean (true or false)",
 }
+DAY = "_day"  # staging's column for the day a row counts for, when no table column is it
 
 
 class StagingError(RuntimeError):
@@ -90,12 +95,27 @@ def _render(template: str, **fragments: str) -> str:
     return (STAGING_SQL / template).read_text().format(**fragments)
 
 
+def _parse_timestamptz(raw: str) -> str:
+    return (f"CASE WHEN regexp_full_match({raw}, {literal(TIMESTAMPTZ_PATTERN)}) "
+            f"THEN try_cast(regexp_replace({raw}, ' ([+-])', '\\1') AS TIMESTAMPTZ) END")
+
+
 def _parse_expression(column_type: str, raw: str) -> str:
     if column_type == "text":
         return raw
     if column_type == "timestamptz":
-        return (f"CASE WHEN regexp_full_match({raw}, {literal(TIMESTAMPTZ_PATTERN)}) "
-                f"THEN try_cast(regexp_replace({raw}, ' ([+-])', '\\1') AS TIMESTAMPTZ) END")
+        return _parse_timestamptz(raw)
+    if column_type == "timestamp":
+        # Without an offset: the wall-clock time as written. With one: that instant's
+        # wall-clock time in the configured zone (the staging cursor's TimeZone). DuckDB's
+        # own cast to TIMESTAMP would silently drop the offset.
+        return (f"CASE WHEN regexp_full_match({raw}, {literal(NAIVE_TIMESTAMP_PATTERN)}) "
+                f"THEN try_cast({raw} AS TIMESTAMP) "
+                f"ELSE CAST({_parse_timestamptz(raw)} AS TIMESTAMP) END")
+    if column_type == "int":
+        # DuckDB's cast would round 1.5 and read 1e3, 0x10 or 1_000: only digits pass.
+        return (f"CASE WHEN regexp_full_match({raw}, '[+-]?[0-9]+') "
+                f"THEN try_cast({raw} AS INTEGER) END")
     return f"try_cast({raw} AS {DUCKDB_TYPES[column_type]})"
 
 
@@ -129,6 +149,9 @@ def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str) -> st
             value = f"coalesce({value}, '')"
         outputs.append(f"{value} AS {ident(c.table_name)}")
     derived = "".join(f",\n    {d.duckdb_sql} AS {ident(d.name)}" for d in early_derived(export))
+    day_column, day_sql = staging_day(export)
+    if day_sql:
+        derived += f",\n    {day_sql} AS {ident(day_column)}"
     return _render(
         "typed_rows.sql",
         output_columns=",\n        ".join(outputs),
@@ -148,11 +171,31 @@ def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str) -> st
 
 
 def early_derived(export: Export) -> list[Derived]:
-    """Derived columns the checks need (the key, the partition day): computed when the file is
-    read. The others (classification) are computed while rows stream out to PostgreSQL, on
-    the core PostgreSQL leaves free."""
-    needed = {*export.key, export.partition_column}
-    return [d for d in export.derived if d.name in needed]
+    """Derived columns the checks need (key, merge order, partition, the file's date):
+    computed when the file is read. The others (classification) are computed while rows
+    stream out to PostgreSQL, on the core PostgreSQL leaves free."""
+    needed = {*export.key, *export.merge.order}
+    if export.partition:
+        needed.add(export.partition.column)
+    return [d for d in export.derived if d.name in needed or d.duckdb_sql == FILE_DATE]
+
+
+def staging_day(export: Export) -> tuple[str, str | None]:
+    """The staged column holding the day a row counts for (its partition column's calendar
+    day in the configured zone, or the file's date for an unpartitioned table), and its SQL
+    when it is not a stored column itself."""
+    if export.partition is None:
+        return DAY, f"CAST({FILE_DATE} AS DATE)"
+    column = export.partition.column
+    if export.column_type(column) == "date":
+        return column, None
+    # The staging cursor's TimeZone is the configured one: the cast gives the local day.
+    return DAY, f"CAST({ident(column)} AS DATE)"
+
+
+def _bound(query: str, **params: object) -> dict[str, object]:
+    """The parameters a query uses (DuckDB refuses unused ones)."""
+    return {name: value for name, value in params.items() if f"${name}" in query}
 
 
 def _output_columns(export: Export) -> str:
@@ -167,11 +210,12 @@ def duplicate_losers_sql(export: Export, checked: str, losers: str) -> str:
     stored = [c.table_name for c in export.columns] + [d.name for d in early_derived(export)]
     others = [c for c in stored if c not in export.key and c not in export.merge.order]
     order = list(export.merge.order) + others
+    direction = " DESC" if export.merge.descending else ""
     return _render(
         "duplicate_losers.sql",
         checked=ident(checked), losers=ident(losers),
         key_columns=", ".join(ident(k) for k in export.key),
-        merge_order=", ".join(ident(c) for c in order),
+        merge_order=", ".join(ident(c) + direction for c in order),
     )
 
 
@@ -264,7 +308,13 @@ class Stager:
             self.con.execute(f"CREATE OR REPLACE SECRET tchap_stats_s3 ({body})")
             self._s3_ready = s3
 
-    def stage(self, export: Export, source: Source, file: SourceFile) -> StagedFile:
+    def stage(self, export: Export, source: Source, file: SourceFile,
+              file_date: date | None = None) -> StagedFile:
+        """Stage one file; `file_date` (default: the date in its name) feeds the derived
+        columns holding the extraction date."""
+        file_date = file_date or export.file_date(file.key)
+        if file_date is None and any(d.duckdb_sql == FILE_DATE for d in export.derived):
+            raise StagingError(f"{file.key}: no extraction date (YYYY-MM-DD) in the file's name")
         check_header(export, file, source.first_line(file))
         self._prepare_s3(source)
         n = next(self._ids)
@@ -272,13 +322,13 @@ class Stager:
         reader_rejects, reader_scans = f"reader_rejects_{n}", f"reader_scans_{n}"
         con = self.con
         try:
-            con.execute(_render("checked_rows.sql", checked=ident(checked),
-                                typed_rows=typed_rows_sql(export, reader_rejects, reader_scans)),
-                        {"url": file.url})
+            query = _render("checked_rows.sql", checked=ident(checked),
+                            typed_rows=typed_rows_sql(export, reader_rejects, reader_scans))
+            con.execute(query, _bound(query, url=file.url, file_date=file_date))
             con.execute(duplicate_losers_sql(export, checked, losers))
             days = dict(con.execute(_render(
                 "rows_per_day.sql", checked=ident(checked), losers=ident(losers),
-                day_column=ident(export.partition_column))).fetchall())
+                day_column=ident(staging_day(export)[0]))).fetchall())
             accepted, valid = con.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE reject_reason IS NULL) "
                 f"FROM {ident(checked)}").fetchone()
@@ -333,7 +383,7 @@ class Stager:
         export = staged.export
         rows = _render(
             "loadable_rows.sql", checked=ident(staged.checked), losers=ident(staged.losers),
-            day_column=ident(export.partition_column), table_columns=_output_columns(export))
+            day_column=ident(staging_day(export)[0]), table_columns=_output_columns(export))
         # Row order does not matter to PostgreSQL: let DuckDB write from several threads.
         query = f"COPY ({rows}) TO $pipe (FORMAT csv, HEADER false, PRESERVE_ORDER false)"
         with tempfile.TemporaryDirectory(dir=self.settings.spill_dir) as tmp:

@@ -34,15 +34,30 @@ def server_url(tmp_path_factory) -> str:
     return start_embedded(tmp_path_factory.mktemp("pg") / "pgdata")
 
 
+@pytest.fixture(scope="session")
+def migrated_template(server_url: str) -> Iterator[str]:
+    """A migrated database that each test's database is copied from (faster than migrating
+    each one; nothing ever connects to it after migrating, as copying requires)."""
+    name = f"tchap_template_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with connect(psycopg.conninfo.make_conninfo(server_url, dbname=name),
+                 autocommit=True) as conn:
+        migrate(conn)
+    yield name
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
 @pytest.fixture
-def database_url(server_url: str) -> Iterator[str]:
+def database_url(server_url: str, migrated_template: str) -> Iterator[str]:
     """A fresh, migrated database on the test server, dropped afterwards."""
     name = f"tchap_test_{os.getpid()}_{next(_names)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(migrated_template)))
     url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
-    with connect(url, autocommit=True) as conn:
-        migrate(conn)
     yield url
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(

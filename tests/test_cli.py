@@ -16,13 +16,15 @@ from psycopg import sql
 
 from tchap_stats.cli import cli
 from tchap_stats.config import S3Settings
+from tchap_stats.exports import EXPORTS
 from tchap_stats.source import s3_client
 
 from .conftest import _names, upload_dir, write_file
 
 D = date(2024, 11, 14)
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
-COMMANDS = ["migrate", "sync", "backfill", "refresh", "check", "status", "generate", "demo"]
+COMMANDS = ["migrate", "sync", "backfill", "refresh", "check", "status", "generate", "demo",
+            "exports"]
 
 # Variables the command reads; every invocation starts from none of them set.
 READ_VARIABLES = [
@@ -92,7 +94,8 @@ def test_backfill_names_the_missing_file_loads_the_other_and_exits_3(
         database_url, db, exports_dir, tmp_path):
     write_file(exports_dir, D, [row("@a"), row("@b")])
     result = invoke(["--source", str(exports_dir), "backfill", "--from", "2024-11-13",
-                     "--to", "2024-11-14"], tmp_path, DATABASE_URL=database_url)
+                     "--to", "2024-11-14", "--only", "user_daily_visits"], tmp_path,
+                    DATABASE_URL=database_url)
     assert result.exit_code == 3, result.output
     assert "user_daily_visits_2024-11-13.csv" in result.output
     assert "user_daily_visits_2024-11-14.csv" in result.output  # its own outcome line
@@ -132,7 +135,8 @@ def test_a_malformed_date_is_bad_usage(database_url, exports_dir, tmp_path):
 def test_sync_loads_the_day_then_skips_it(database_url, db, exports_dir, tmp_path):
     write_file(exports_dir, D, [row("@a"), row("@late", ts="2024-11-12 09:00:00+01")])
     write_file(exports_dir, date(2024, 11, 13), [row("@other-file")])  # not asked for
-    args = ["--source", str(exports_dir), "sync", "--date", "2024-11-14"]
+    args = ["--source", str(exports_dir), "sync", "--date", "2024-11-14",
+            "--only", "user_daily_visits"]
     first = invoke(args, tmp_path, DATABASE_URL=database_url)
     assert first.exit_code == 0, first.output
     assert "1 loaded" in first.output
@@ -172,9 +176,10 @@ def test_generate_is_deterministic_for_a_seed(tmp_path):
         result = invoke([*GENERATE, "--out", str(tmp_path / name), "--seed", seed], tmp_path)
         assert result.exit_code == 0, result.output
         outputs[name] = _files(tmp_path / name)
-    assert sorted(outputs["a"]) == ["user_daily_visits_2024-01-01.csv",
-                                    "user_daily_visits_2024-01-02.csv"]
-    assert all(len(content.splitlines()) > 150 for content in outputs["a"].values())
+    assert sorted(outputs["a"]) == sorted(e.file_name(date(2024, 1, d))
+                                          for e in EXPORTS.values() for d in (1, 2))
+    assert all(len(content.splitlines()) > 150 for name, content in outputs["a"].items()
+               if name.startswith("user_daily_visits"))
     assert outputs["a"] == outputs["b"]
     assert sorted(outputs["c"]) == sorted(outputs["a"])
     for name in outputs["a"]:
@@ -182,14 +187,17 @@ def test_generate_is_deterministic_for_a_seed(tmp_path):
 
 
 def test_generate_writes_to_s3(s3_settings, bucket, tmp_path):
-    result = invoke([*GENERATE, "--out", f"s3://{bucket}/p", "--seed", "5"], tmp_path,
+    only = ["--only", "user_daily_visits,sso"]
+    result = invoke([*GENERATE, *only, "--out", f"s3://{bucket}/p", "--seed", "5"], tmp_path,
                     **s3_env(s3_settings))
     assert result.exit_code == 0, result.output
     client = s3_client(s3_settings)
     listed = client.list_objects_v2(Bucket=bucket)["Contents"]
-    assert sorted(o["Key"] for o in listed) == ["p/user_daily_visits_2024-01-01.csv",
-                                                "p/user_daily_visits_2024-01-02.csv"]
-    local = invoke([*GENERATE, "--out", str(tmp_path / "local"), "--seed", "5"], tmp_path)
+    assert sorted(o["Key"] for o in listed) == [
+        "p/sso_2024-01-01.csv", "p/sso_2024-01-02.csv",
+        "p/user_daily_visits_2024-01-01.csv", "p/user_daily_visits_2024-01-02.csv"]
+    local = invoke([*GENERATE, *only, "--out", str(tmp_path / "local"), "--seed", "5"],
+                   tmp_path)
     assert local.exit_code == 0
     remote = client.get_object(Bucket=bucket, Key="p/user_daily_visits_2024-01-01.csv")
     assert remote["Body"].read() == (tmp_path / "local" /
@@ -201,12 +209,12 @@ def test_sync_from_s3_loads_and_reports_a_missing_file(s3_settings, bucket, data
     write_file(exports_dir, D, [row("@from-s3")])
     upload_dir(exports_dir, s3_settings, bucket, prefix="daily/")
     env = {**s3_env(s3_settings), "DATABASE_URL": database_url}
-    loaded = invoke(["--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-14"],
-                    tmp_path, **env)
+    loaded = invoke(["--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-14",
+                     "--only", "user_daily_visits"], tmp_path, **env)
     assert loaded.exit_code == 0, loaded.output
     assert db.execute("SELECT user_id FROM user_daily_visits").fetchall() == [("@from-s3",)]
-    missing = invoke(["-v", "--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-15"],
-                     tmp_path, **env)
+    missing = invoke(["-v", "--source", f"s3://{bucket}/daily", "sync", "--date", "2024-11-15",
+                      "--only", "user_daily_visits"], tmp_path, **env)
     assert missing.exit_code == 3, missing.output
     assert "user_daily_visits_2024-11-15.csv" in missing.output
     for result in (loaded, missing):
@@ -265,9 +273,51 @@ def test_loading_before_migrate_fails_and_says_to_migrate(empty_database_url, ex
 def test_status_shows_the_last_loads_and_the_days_waiting(database_url, exports_dir, tmp_path):
     write_file(exports_dir, D, [row("@a"), row("@b")])
     loaded = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14",
-                     "--no-refresh"], tmp_path, DATABASE_URL=database_url)
+                     "--no-refresh"], tmp_path, DATABASE_URL=database_url,
+                    TCHAP_STATS_EXPORTS="user_daily_visits")
     assert loaded.exit_code == 0, loaded.output
     result = invoke(["status", "--limit", "3"], tmp_path, DATABASE_URL=database_url)
     assert result.exit_code == 0, result.output
     assert "user_daily_visits_2024-11-14.csv: loaded (read 2 · loaded 2" in result.output
     assert "days waiting for a summary refresh: 1 (2024-11-14..2024-11-14)" in result.output
+
+
+def test_exports_lists_every_export_and_what_runs_load(tmp_path):
+    listed = invoke(["exports"], tmp_path)
+    assert listed.exit_code == 0, listed.output
+    for export in EXPORTS.values():
+        assert f"{export.name}: " in listed.output
+        assert f"  table     {export.table} (" in listed.output
+    assert "users_legacy → only_pwd" in listed.output
+    assert "partition by month of hour (months and days in Europe/Paris)" in listed.output
+    pushers = listed.output.split("pushers: ", 1)[1]
+    assert "enabled   no (by default: no)" in pushers
+    enabled = invoke(["exports"], tmp_path, TCHAP_STATS_EXPORTS="default,pushers")
+    assert "enabled   yes (by default: no)" in enabled.output.split("pushers: ", 1)[1]
+
+
+def test_a_bad_export_list_in_the_environment_is_bad_usage(database_url, exports_dir, tmp_path):
+    result = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14"], tmp_path,
+                    DATABASE_URL=database_url, TCHAP_STATS_EXPORTS="user_daily_visits,pusher")
+    assert result.exit_code == 2, result.output
+    assert "TCHAP_STATS_EXPORTS" in result.stderr and "pusher" in result.stderr
+    assert "valid: user_daily_visits" in result.stderr
+
+
+def test_only_takes_a_list_and_the_run_ends_with_a_line_per_export(database_url, db,
+                                                                  exports_dir, tmp_path):
+    write_file(exports_dir, D, [row("@a")])
+    (exports_dir / f"sso_{D}.csv").write_text("total_users,domain,instance,users_legacy,"
+                                              "users_both_authentication,users_proconnect\n"
+                                              "10,a.gouv.fr,agent_a,6,3,1")
+    result = invoke(["--source", str(exports_dir), "sync", "--date", str(D), "--only",
+                     "sso, user_daily_visits,crisp_conversation_segments", "--no-refresh"],
+                    tmp_path, DATABASE_URL=database_url)
+    assert result.exit_code == 3, result.output
+    by_export = result.output.split("by export:\n", 1)[1].splitlines()
+    assert [line.split(":")[0].strip() for line in by_export] == [
+        "user_daily_visits", "sso", "crisp_conversation_segments"]
+    assert by_export[0].strip().startswith("user_daily_visits: ok (exit 0) · 1 file(s): 1 loaded")
+    assert by_export[2].strip().startswith("crisp_conversation_segments: MISSING FILES (exit 3)")
+    assert db.execute("SELECT only_pwd, added_date::text FROM sso_aggregate").fetchall() == [
+        (6, str(D))]

@@ -255,7 +255,8 @@ def test_the_same_results_from_a_folder_and_from_s3(settings, database_url, db, 
     from tchap_stats.generate import Options, generate
 
     first, last = date(2024, 3, 29), date(2024, 4, 2)
-    generate(first, last, str(exports_dir), Options(rows_per_day=800, seed=7, malformed=0.004))
+    generate(first, last, str(exports_dir), Options(rows_per_day=800, seed=7, malformed=0.004),
+             exports=["user_daily_visits"])
     days = [date(2024, 3, 29 + i) if i < 3 else date(2024, 4, i - 2) for i in range(5)]
     local = load(settings, database_url, exports_dir, days)
     assert local.exit_code == EXIT_OK, [o.error for o in local.outcomes]
@@ -292,7 +293,8 @@ def test_overlapping_files_in_parallel_give_the_serial_result(settings, database
     from tchap_stats.generate import Options, generate
 
     generate(date(2024, 5, 1), date(2024, 5, 6), str(exports_dir),
-             Options(rows_per_day=500, seed=3, overlap=0.2, late=0.05))
+             Options(rows_per_day=500, seed=3, overlap=0.2, late=0.05),
+             exports=["user_daily_visits"])
     days = [date(2024, 5, d) for d in range(1, 7)]
     report = load(settings, database_url, exports_dir, days, jobs=jobs)
     assert report.exit_code == EXIT_OK
@@ -331,7 +333,8 @@ def test_a_killed_load_leaves_the_day_untouched_and_the_next_run_completes_it(
 
     from tchap_stats.generate import Options, generate
 
-    generate(D, D, str(exports_dir), Options(rows_per_day=150_000, seed=11))
+    generate(D, D, str(exports_dir), Options(rows_per_day=150_000, seed=11),
+             exports=["user_daily_visits"])
     env = {**os.environ, "DATABASE_URL": database_url,
            "TCHAP_STATS_SPILL_DIR": str(tmp_path / "spill")}
     command = [sys.executable, "-m", "tchap_stats", "--source", str(exports_dir), "sync",

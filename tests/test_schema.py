@@ -139,3 +139,42 @@ def test_user_daily_visits_is_range_partitioned_by_visit_date(db):
     strategy = db.execute("SELECT partstrat FROM pg_partitioned_table "
                           "WHERE partrelid = 'public.user_daily_visits'::regclass").fetchone()
     assert strategy == ("r",)
+
+
+EXPORT_TABLES = ["subscriptions_aggregate", "events_aggregate", "account_data_aggregate",
+                 "sso_aggregate", "crisp_conversation_segments", "pushers_aggregate"]
+
+
+@pytest.mark.parametrize("table", EXPORT_TABLES)
+def test_migrate_refuses_an_old_export_table_and_keeps_it(empty_db, table):
+    empty_db.execute(sql.SQL("CREATE TABLE public.{} (domain varchar, n integer)").format(
+        sql.Identifier(table)))
+    empty_db.execute(sql.SQL("INSERT INTO {} VALUES ('x.gouv.fr', 1)").format(
+        sql.Identifier(table)))
+    with pytest.raises(LegacySchemaError, match=f"{table} \\(table\\)"):
+        migrate(empty_db)
+    assert empty_db.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table))
+                            ).fetchall() == [("x.gouv.fr", 1)]
+    assert empty_db.execute("SELECT to_regclass('tchap_stats.schema_version')"
+                            ).fetchone()[0] is None
+
+
+def test_an_old_table_is_refused_while_the_migration_creating_ours_is_pending(db):
+    # A database on the core schema only (005 not applied yet) that holds the old system's
+    # crisp table: our own table is a plain table too, so only the pending version tells.
+    db.execute("DELETE FROM tchap_stats.schema_version WHERE version = 5")
+    for table in EXPORT_TABLES:
+        db.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+    db.execute("CREATE TABLE crisp_conversation_segments (session_id varchar, "
+               "segment varchar, created_at timestamp)")
+    with pytest.raises(LegacySchemaError, match="crisp_conversation_segments"):
+        migrate(db)
+    db.execute("DROP TABLE crisp_conversation_segments")
+    assert migrate(db) == ["005_exports"]
+    assert migrate(db) == []  # ours, once created, are never taken for the old ones
+
+
+def test_migrations_may_skip_numbers():
+    versions = [m.version for m in migrations()]
+    assert versions == sorted(set(versions))
+    assert 5 in versions

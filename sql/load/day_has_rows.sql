@@ -1,2 +1,2 @@
--- Does the day already hold rows? (BRIN on the partition column makes this cheap.)
-SELECT EXISTS (SELECT 1 FROM {partition} WHERE {day_column} = %(day)s);
+-- Does the day already hold rows? (An index on the partition column makes this cheap.)
+SELECT EXISTS (SELECT 1 FROM {target} AS t WHERE {in_day});

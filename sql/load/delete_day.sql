@@ -1,2 +1,2 @@
 -- --replace: the day is emptied, then receives exactly the file's rows.
-DELETE FROM {partition} WHERE {day_column} = %(day)s;
+DELETE FROM {target} AS t WHERE {in_day};
