@@ -28,35 +28,18 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from tchap_stats.classify import classify_sql  # noqa: E402
+import legacy  # noqa: E402
+
 from tchap_stats.database import start_embedded  # noqa: E402
 from tchap_stats.generate import Generator, Options  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
 
 DAY = date(2024, 11, 14)
-LEGACY_SCHEMA = """
-CREATE TABLE legacy.user_daily_visits (
-    user_id varchar NOT NULL, device_id varchar NOT NULL, visit_ts timestamptz NOT NULL,
-    user_agent varchar NOT NULL, instance varchar NOT NULL, domain varchar NOT NULL,
-    platform varchar, device_type varchar, visit_date date);
-CREATE UNIQUE INDEX user_daily_visits_unique
-    ON legacy.user_daily_visits (user_id, device_id, visit_ts);
-CREATE INDEX user_daily_visits_visit_ts_idx ON legacy.user_daily_visits (visit_ts DESC);
-CREATE INDEX user_daily_visits_visit_ts_desc ON legacy.user_daily_visits (visit_ts DESC);
-CREATE INDEX user_daily_visits_platform_null
-    ON legacy.user_daily_visits (platform) WHERE platform IS NULL;
-"""
-# An empty user agent is an empty string, as in the loader, not NULL.
-CSV_OPTIONS = "FORMAT csv, HEADER true, FORCE_NOT_NULL (user_agent)"
-CSV_COLUMNS = ("user_id varchar, device_id varchar, visit_ts timestamptz, user_agent varchar, "
-               "instance varchar, domain varchar")
-
-
-def copy_file(cur: psycopg.Cursor, statement: str, path: Path) -> None:
-    with cur.copy(statement) as copy, path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            copy.write(chunk)
+CSV_OPTIONS = legacy.CSV_OPTIONS
+CSV_COLUMNS = legacy.CSV_COLUMNS
+copy_file = legacy.copy_file
 
 
 def checkpoint(url: str) -> None:
@@ -90,31 +73,12 @@ def summaries_refresh(url: str) -> float:
     return time.perf_counter() - started
 
 
-def legacy(url: str, path: Path) -> dict[str, float]:
-    platform = classify_sql("platform", "user_agent", "postgres")
-    device_type = classify_sql("device_type", "user_agent", "postgres")
+def legacy_load(url: str, path: Path) -> dict[str, float]:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS legacy CASCADE; CREATE SCHEMA legacy")
-        conn.execute(LEGACY_SCHEMA)
+        legacy.create(conn)
         conn.execute("CHECKPOINT")
-        steps: dict[str, float] = {}
         started = time.perf_counter()
-        with conn.transaction():
-            conn.execute(f"CREATE TEMP TABLE tmp ({CSV_COLUMNS}) ON COMMIT DROP")
-            copy_file(conn.cursor(), f"COPY tmp FROM STDIN ({CSV_OPTIONS})", path)
-            steps["copy_temp"] = time.perf_counter() - started
-            conn.execute("INSERT INTO legacy.user_daily_visits "
-                         "(user_id, device_id, visit_ts, user_agent, instance, domain) "
-                         "SELECT * FROM tmp ON CONFLICT DO NOTHING")
-        steps["insert_on_conflict"] = time.perf_counter() - started - steps["copy_temp"]
-        mark = time.perf_counter()
-        batch = (f"UPDATE legacy.user_daily_visits SET platform = {platform}, "
-                 f"device_type = {device_type}, visit_date = visit_ts::date "
-                 "WHERE ctid IN (SELECT ctid FROM legacy.user_daily_visits "
-                 "WHERE platform IS NULL LIMIT 10000)")
-        while conn.execute(batch).rowcount:
-            pass
-        steps["classify_updates"] = time.perf_counter() - mark
+        steps = legacy.load_day(conn, path)
         steps["total"] = time.perf_counter() - started
         return steps
 
@@ -209,7 +173,7 @@ def main() -> None:
         print("    then the summaries of the days it changed (tchap-stats refresh) …", flush=True)
         refresh_seconds = summaries_refresh(url)
         print("(c) legacy: temp COPY + INSERT ON CONFLICT + batched UPDATEs …", flush=True)
-        c = legacy(url, path)
+        c = legacy_load(url, path)
         moto.stop()
 
     rate = {name: lines / seconds for name, seconds in (("a", a), ("b", b), ("c", c["total"]))}
