@@ -95,7 +95,8 @@ def build_history(conn: psycopg.Connection, population: Population, days: list[d
             for day in chunk:
                 conn.execute(sql.SQL(
                     "INSERT INTO public.user_daily_visits SELECT user_id, device_id, visit_ts, "
-                    "(visit_ts AT TIME ZONE 'Europe/Paris')::date, user_agent, instance, domain, {}, {} FROM {}").format(
+                    "(visit_ts AT TIME ZONE 'Europe/Paris')::date, user_agent, instance, domain, "
+                    "{}, {} FROM {}").format(
                         platform, device_type, population.visits(day)))
                 conn.execute("INSERT INTO tchap_stats.changed_days "
                              "(export, day, last_load_id, fresh, rewritten) "

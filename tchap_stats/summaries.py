@@ -166,8 +166,9 @@ def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
     # The rolling window reads user_visits_daily: plan it on fresh statistics.
     conn.execute("ANALYZE tchap_stats.user_visits_daily")
     if plan.rolling_append and not redirected:
-        _timed(conn, ACTIVE_ROLLING_30D.statement("_add"), params)
-        _run_script(conn, "rolling_last_active_add.sql", params)
+        for day in plan.days:  # in date order: each day's spans start after the last ones
+            _timed(conn, ACTIVE_ROLLING_30D.statement("_add"), {"day": day})
+            _run_script(conn, "rolling_last_active_add.sql", {"day": day})
         return
     _timed(conn, ACTIVE_ROLLING_30D.delete(target, "days"), params)
     _timed(conn, ACTIVE_ROLLING_30D.statement(target=target), params)
