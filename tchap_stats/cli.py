@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import click
+import psycopg
 
 from . import generate as generate_module
 from .config import ConfigError, Settings, mask
@@ -19,7 +20,7 @@ from .database import DatabaseError, connect, resolve_database_url
 from .exports import EXPORTS, default_exports, parse_only
 from .load import days_between
 from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, run, today, yesterday
-from .schema import LegacySchemaError, migrate, require_schema
+from .schema import LegacySchemaError, SchemaNotReady, migrate, require_schema
 from .source import open_source
 from .summaries import EXPORT as SUMMARISED_EXPORT
 from .summaries import check, refresh_changed, refresh_range
@@ -76,7 +77,21 @@ def _only(_ctx, _param, value: str | None):
         raise click.BadParameter(str(exc)) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Cli(click.Group):
+    """Errors any database command can meet end in one masked line and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (psycopg.Error, SchemaNotReady) as exc:
+            secrets = ctx.obj.settings.secrets() if isinstance(ctx.obj, Context) else ()
+            log.debug("command failed", exc_info=True)
+            click.echo(f"error: {mask(str(exc).strip(), secrets)}", err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+@click.group(cls=_Cli,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--source", envvar="TCHAP_STATS_SOURCE", metavar="DIR_OR_S3_URL",
               help="Where the export files are: a local directory or s3://bucket/prefix. "
                    "Overrides S3_BUCKET_NAME. [env TCHAP_STATS_SOURCE]")

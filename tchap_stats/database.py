@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -50,7 +51,9 @@ _embedded_servers: dict[Path, object] = {}
 def start_embedded(pgdata: Path) -> str:
     pgdata = pgdata.resolve()
     try:
-        import pgserver  # type: ignore[import-untyped]
+        with warnings.catch_warnings():  # platformdirs' note that XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver  # type: ignore[import-untyped]
     except ImportError:
         return _start_system_postgres(pgdata)
     server = _embedded_servers.get(pgdata)

@@ -18,6 +18,10 @@ MIGRATIONS_DIR = SQL_DIR / "migrations"
 _LOCK_KEY = 0x7C4A_0001  # advisory lock id for migrations
 
 
+class SchemaNotReady(RuntimeError):
+    """The database lacks migrations this version needs."""
+
+
 class LegacySchemaError(RuntimeError):
     """The database holds the old system's tables where ours would go."""
 
@@ -130,7 +134,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
 def require_schema(conn: psycopg.Connection) -> None:
     missing = {m.version for m in migrations()} - applied_versions(conn)
     if missing:
-        raise RuntimeError(
+        raise SchemaNotReady(
             "the database schema is not up to date (missing migrations "
             f"{sorted(missing)}): run `tchap-stats migrate`"
         )
