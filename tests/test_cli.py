@@ -270,6 +270,14 @@ def test_loading_before_migrate_fails_and_says_to_migrate(empty_database_url, ex
     assert "tchap-stats migrate" in result.stderr
 
 
+@pytest.mark.parametrize("command", [["refresh"], ["check"], ["status"]])
+def test_other_commands_before_migrate_fail_in_one_line(empty_database_url, tmp_path, command):
+    result = invoke(command, tmp_path, DATABASE_URL=empty_database_url)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "tchap-stats migrate" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_status_shows_the_last_loads_and_the_days_waiting(database_url, exports_dir, tmp_path):
     write_file(exports_dir, D, [row("@a"), row("@b")])
     loaded = invoke(["--source", str(exports_dir), "sync", "--date", "2024-11-14",
