@@ -53,7 +53,8 @@ USER_VISITS_DAILY = Summary("user_visits_daily", "day")
 USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month", addable=True)
 USER_MONTHS = Summary("user_months", "month", addable=True)
 ACTIVE_DAILY = Summary("active_daily", "day")
-ACTIVE_MONTHLY = Summary("active_monthly", "month")  # counted from user_devices_monthly
+# Counted from user_devices_monthly; added to by user_devices_monthly_add.sql.
+ACTIVE_MONTHLY = Summary("active_monthly", "month")
 ACTIVE_ROLLING_30D = Summary("active_rolling_30d", "rolling")  # from user_visits_daily
 SUMMARIES = (USER_VISITS_DAILY, USER_DEVICES_MONTHLY, USER_MONTHS, ACTIVE_DAILY,
              ACTIVE_MONTHLY, ACTIVE_ROLLING_30D)  # in dependency order
@@ -152,12 +153,17 @@ def recompute(conn: psycopg.Connection, plan: Plan,
             recomputed = params["recomputed"]
             _timed(conn, summary.delete(target, "months"), recomputed)
             _timed(conn, summary.statement(target=target), recomputed)
-        if plan.added_days:
-            _timed(conn, summary.statement("_add", target=target), params["added"])
-    _timed(conn, ACTIVE_MONTHLY.delete(tables["active_monthly"], "months"), params)
-    _timed(conn, ACTIVE_MONTHLY.statement(
-        target=tables["active_monthly"], user_devices_monthly=tables["user_devices_monthly"]),
-        params)
+    if plan.recomputed_months:
+        _timed(conn, ACTIVE_MONTHLY.delete(tables["active_monthly"], "months"),
+               params["recomputed"])
+        _timed(conn, ACTIVE_MONTHLY.statement(
+            target=tables["active_monthly"],
+            user_devices_monthly=tables["user_devices_monthly"]), params["recomputed"])
+    if plan.added_days:  # never with targets: check recomputes every month
+        # Adds to user_devices_monthly and counts what it added into active_monthly.
+        _timed(conn, USER_DEVICES_MONTHLY.statement("_add"), params["added"])
+        _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"]),
+               params["added"])
     _rolling(conn, plan, params, tables["active_rolling_30d"], redirected=bool(targets))
 
 

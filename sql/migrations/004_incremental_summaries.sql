@@ -32,6 +32,11 @@ SELECT DISTINCT date_trunc('month', visit_date)::date, user_id, device_id, insta
 FROM public.user_daily_visits
 WHERE device_type = 'Autre';
 
+-- A month's tuples of one user: what an added tuple is compared with (active_monthly).
+DROP INDEX tchap_stats.user_devices_monthly_month_idx;
+CREATE INDEX user_devices_monthly_month_user_idx
+    ON tchap_stats.user_devices_monthly (month, user_id);
+
 CREATE OR REPLACE FUNCTION tchap_stats.user_devices_last_months(months integer)
 RETURNS TABLE (user_id varchar, month timestamptz, device_id varchar, instance varchar,
                domain varchar, device_type varchar, platform varchar)
