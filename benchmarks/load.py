@@ -31,10 +31,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import legacy  # noqa: E402
+import moto_s3  # noqa: E402
 
 from tchap_stats.database import start_embedded  # noqa: E402
 from tchap_stats.generate import Generator, Options  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
+from tchap_stats.source import s3_client  # noqa: E402
 
 DAY = date(2024, 11, 14)
 CSV_OPTIONS = legacy.CSV_OPTIONS
@@ -101,7 +103,8 @@ def tchap_stats_load(url: str, s3_endpoint: str, bucket: str, workdir: Path) -> 
                "main()\n")
     # Loading only: the summaries of the changed days are measured apart (refresh below).
     command = [sys.executable, "-c", wrapper, "-v", "--source", f"s3://{bucket}",
-               "backfill", "--from", DAY.isoformat(), "--to", DAY.isoformat(), "--no-refresh"]
+               "backfill", "--from", DAY.isoformat(), "--to", DAY.isoformat(), "--no-refresh",
+               "--only", "user_daily_visits"]
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -133,14 +136,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2,
                         help="runs of (a) and (b); the fastest counts (the machines are noisy)")
     args = parser.parse_args()
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-    from tchap_stats.config import S3Settings
-    from tchap_stats.source import s3_client
 
     with tempfile.TemporaryDirectory(prefix="tchap-bench-") as tmp:
         workdir = Path(tmp)
@@ -152,13 +147,7 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
 
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        host, port = moto.get_host_and_port()
-        s3 = S3Settings(bucket=None, access_key_id="bench", secret_access_key="bench",
-                        endpoint=f"{host}:{port}", region="us-east-1", url_style="path",
-                        use_ssl=False)
-        s3_client(s3).create_bucket(Bucket="bench")
+        moto, s3, endpoint = moto_s3.start_bucket("bench")
         s3_client(s3).upload_file(str(path), "bench", path.name)
 
         a_runs, b_runs = [], []
@@ -167,7 +156,7 @@ def main() -> None:
             a_runs.append(ceiling(url, path))
             print("(b) tchap-stats backfill from S3 into the partitioned table …", flush=True)
             reset_loader_tables(url)
-            b_runs.append(tchap_stats_load(url, f"http://{host}:{port}", "bench", workdir))
+            b_runs.append(tchap_stats_load(url, endpoint, "bench", workdir))
         a = min(a_runs)
         b, rss_mib = min(b_runs)
         print("    then the summaries of the days it changed (tchap-stats refresh) …", flush=True)
