@@ -28,12 +28,10 @@ table and updates benchmarks/results/preaggregate.json (keyed by rows).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -174,34 +172,8 @@ def aggregate_sql(summary: Summary, staged: StagedFile) -> str:
 
 
 def duckdb_csv(stager: Stager, query: str, params: dict[str, object]) -> Iterator[bytes]:
-    """CSV bytes of `query`, which DuckDB writes into a FIFO from a worker thread (the
-    pattern of Stager.stream_day)."""
-    copy = f"COPY ({query}) TO $pipe (FORMAT csv, HEADER false, PRESERVE_ORDER false)"
-    with tempfile.TemporaryDirectory(dir=stager.settings.spill_dir) as tmp:
-        pipe = Path(tmp) / "summary.csv"
-        os.mkfifo(pipe)
-        failure: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                stager._new_cursor().execute(copy, {**params, "pipe": str(pipe)})
-            except BaseException as exc:  # reported by the reading side
-                failure.append(exc)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
-
-        writer = threading.Thread(target=write, name="duckdb-copy", daemon=True)
-        writer.start()
-        reader = open(pipe, "rb", buffering=0)  # noqa: SIM115 (closed in finally)
-        try:
-            while chunk := reader.read(1 << 20):
-                yield chunk
-        finally:
-            reader.close()
-            writer.join()
-        if failure:
-            raise RuntimeError(f"DuckDB COPY failed: {failure[0]}")
+    """CSV bytes of `query`, streamed by DuckDB through a FIFO (Stager.stream_csv)."""
+    return stager.stream_csv(query, params)
 
 
 def copy_into(conn: psycopg.Connection, stager: Stager, summary: Summary, query: str,

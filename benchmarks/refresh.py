@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import subprocess
@@ -40,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import legacy  # noqa: E402
+import moto_s3  # noqa: E402
 
 from tchap_stats.classify import classify_sql  # noqa: E402
-from tchap_stats.config import S3Settings  # noqa: E402
 from tchap_stats.database import start_embedded  # noqa: E402
 from tchap_stats.exports import USER_DAILY_VISITS  # noqa: E402
 from tchap_stats.load import days_between, ensure_partitions  # noqa: E402
@@ -210,23 +209,14 @@ def main() -> None:
     args = parser.parse_args()
     histories = [int(h) for h in args.histories.split(",")]
     population = Population(args.rows_per_day)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
-
     run_started = time.perf_counter()
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="tchap-bench-refresh-") as tmp:
         workdir = Path(tmp)
         url = start_embedded(workdir / "pgdata")
         tune(url)
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        host, port = moto.get_host_and_port()
-        s3 = S3Settings(bucket=None, access_key_id="bench", secret_access_key="bench",
-                        endpoint=f"{host}:{port}", region="us-east-1", url_style="path",
-                        use_ssl=False)
-        s3_client(s3).create_bucket(Bucket="bench")
-        env = {**os.environ, "S3_ENDPOINT": f"http://{host}:{port}", "S3_URL_STYLE": "path",
+        moto, s3, endpoint = moto_s3.start_bucket("bench")
+        env = {**os.environ, "S3_ENDPOINT": endpoint, "S3_URL_STYLE": "path",
                "S3_ACCESS_KEY_ID": "bench", "S3_SECRET_ACCESS_KEY": "bench",
                "S3_REGION": "us-east-1", "TCHAP_STATS_SPILL_DIR": str(workdir / "spill")}
         with psycopg.connect(url, autocommit=True) as conn:

@@ -384,8 +384,16 @@ class Stager:
         rows = _render(
             "loadable_rows.sql", checked=ident(staged.checked), losers=ident(staged.losers),
             day_column=ident(staging_day(export)[0]), table_columns=_output_columns(export))
+        try:
+            yield from self.stream_csv(rows, {"day": day})
+        except StagingError as exc:
+            raise StagingError(f"{staged.file.key}: streaming {day}: {exc}") from exc
+
+    def stream_csv(self, query: str, params: dict[str, object]) -> Iterator[bytes]:
+        """CSV bytes of a DuckDB query, written into a named pipe from a worker thread
+        while the caller consumes them."""
         # Row order does not matter to PostgreSQL: let DuckDB write from several threads.
-        query = f"COPY ({rows}) TO $pipe (FORMAT csv, HEADER false, PRESERVE_ORDER false)"
+        copy = f"COPY ({query}) TO $pipe (FORMAT csv, HEADER false, PRESERVE_ORDER false)"
         with tempfile.TemporaryDirectory(dir=self.settings.spill_dir) as tmp:
             pipe = Path(tmp) / "rows.csv"
             os.mkfifo(pipe)
@@ -394,7 +402,7 @@ class Stager:
             def write() -> None:
                 try:
                     # Timestamps keep their offset: UTC formats fastest (no zone rules).
-                    self._new_cursor("UTC").execute(query, {"day": day, "pipe": str(pipe)})
+                    self._new_cursor("UTC").execute(copy, {**params, "pipe": str(pipe)})
                 except BaseException as exc:  # reported by the reading side
                     failure.append(exc)
                 finally:
@@ -412,7 +420,7 @@ class Stager:
                 reader.close()  # a consumer that stopped early makes DuckDB's write fail
                 writer.join()
             if failure:
-                raise StagingError(f"{staged.file.key}: streaming {day}: {failure[0]}")
+                raise StagingError(str(failure[0]))
 
 
 def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:

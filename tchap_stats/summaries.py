@@ -31,7 +31,6 @@ _REFRESH_LOCK = 0x7C4A_0003  # advisory lock id: one refresh rewrites summaries 
 class Summary:
     table: str  # in schema tchap_stats; its SQL file is sql/summaries/{table}.sql
     grain: str  # "day", "month", or "rolling" (every day whose window holds a changed day)
-    addable: bool = False  # {table}_add.sql folds days into it without a recompute
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -50,8 +49,8 @@ class Summary:
 
 
 USER_VISITS_DAILY = Summary("user_visits_daily", "day")
-USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month", addable=True)
-USER_MONTHS = Summary("user_months", "month", addable=True)
+USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month")
+USER_MONTHS = Summary("user_months", "month")
 ACTIVE_DAILY = Summary("active_daily", "day")
 # Counted from user_devices_monthly; added to by user_devices_monthly_add.sql.
 ACTIVE_MONTHLY = Summary("active_monthly", "month")
@@ -105,7 +104,7 @@ class Plan:
                 "last_day": days[-1] if days else None,
                 "rolling_first": days[0] if days else None,
                 "rolling_last": days[-1] + timedelta(days=ROLLING_WINDOW - 1) if days else None,
-                "all_months": self.months, **bounds(self.months),
+                **bounds(self.months),
                 "recomputed": bounds(self.recomputed_months),
                 "added": {"days": self.added_days,
                           "months": sorted({d.replace(day=1) for d in self.added_days})}}
