@@ -10,9 +10,10 @@ on the same PostgreSQL, the nightly work of both systems for the next day's file
                reading the file from S3 (a moto server on loopback): load + summaries.
 The nightly days fall on month ends (2025-01-30, 04-30, 12-31), the worst case for work
 that re-reads a month. History is generated inside PostgreSQL (benchmarks/sql/history.sql,
-the same rows for both systems); tchap-stats' summaries of it are built by its own
-incremental refresh. Prints a table, writes benchmarks/results/refresh.json and, with
-matplotlib (the `bench` extra), benchmarks/results/refresh.png.
+the same rows for both systems); tchap-stats' summaries of it are built by a full
+recompute (as `tchap-stats refresh` does). Prints a table, writes
+benchmarks/results/refresh.json and, with matplotlib (the `bench` extra),
+benchmarks/results/refresh.png.
 
     .venv/bin/python benchmarks/refresh.py                      # 100,000 rows a day
     .venv/bin/python benchmarks/refresh.py --rows-per-day 20000 --histories 30,120
@@ -47,7 +48,7 @@ from tchap_stats.exports import USER_DAILY_VISITS  # noqa: E402
 from tchap_stats.load import days_between, ensure_partitions  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
 from tchap_stats.source import s3_client  # noqa: E402
-from tchap_stats.summaries import refresh_changed  # noqa: E402
+from tchap_stats.summaries import refresh_range  # noqa: E402
 
 HISTORY_START = date(2024, 12, 31)
 OVERLAP = 0.02  # share of a file's rows repeating the previous day's (identical) rows
@@ -64,9 +65,11 @@ class Population:
         while math.gcd(self.stride, self.devices) != 1:
             self.stride += 2
 
-    def visits(self, day: date, first_row: int = 0, rows: int | None = None) -> sql.Composed:
+    def visits(self, day: date | sql.Composable, first_row: int = 0,
+               rows: int | None = None) -> sql.Composed:
         return sql.SQL("bench.visits({}, {}, {}, {}, {})").format(
-            sql.Literal(day), sql.Literal(first_row), sql.Literal(rows or self.rows),
+            day if isinstance(day, sql.Composable) else sql.Literal(day),
+            sql.Literal(first_row), sql.Literal(rows or self.rows),
             sql.Literal(self.devices), sql.Literal(self.stride))
 
 
@@ -81,28 +84,26 @@ def tune(url: str) -> None:
 
 def build_history(conn: psycopg.Connection, population: Population, days: list[date],
                   first_build: bool) -> dict[str, float]:
-    """Append `days` to both systems: tchap-stats' raw table and its summaries (its own
-    incremental refresh, a week at a time), then the legacy table and views."""
+    """Append `days` to both systems: tchap-stats' raw table and its summaries (a full
+    recompute of the months they touch), then the legacy table, its indexes and views."""
     timings: dict[str, float] = {}
     platform = sql.SQL(classify_sql("platform", "user_agent", "postgres"))
     device_type = sql.SQL(classify_sql("device_type", "user_agent", "postgres"))
     ensure_partitions(conn, USER_DAILY_VISITS, days)
     started = time.perf_counter()
-    for week in range(0, len(days), 7):
-        chunk = days[week:week + 7]
-        with conn.transaction():
-            for day in chunk:
-                conn.execute(sql.SQL(
-                    "INSERT INTO public.user_daily_visits SELECT user_id, device_id, visit_ts, "
-                    "(visit_ts AT TIME ZONE 'Europe/Paris')::date, user_agent, instance, domain, "
-                    "{}, {} FROM {}").format(
-                        platform, device_type, population.visits(day)))
-                conn.execute("INSERT INTO tchap_stats.changed_days "
-                             "(export, day, last_load_id, fresh, rewritten) "
-                             "VALUES ('user_daily_visits', %s, 0, true, false)", (day,))
-        refresh_changed(conn)
-        print(f"    history {day}: tchap-stats {time.perf_counter() - started:.0f} s",
-              flush=True)
+    with conn.transaction():
+        conn.execute(sql.SQL(
+            "INSERT INTO public.user_daily_visits SELECT user_id, device_id, visit_ts, "
+            "(visit_ts AT TIME ZONE 'Europe/Paris')::date, user_agent, instance, domain, "
+            "{}, {} FROM generate_series({}::date, {}::date, '1 day') AS days(day) "
+            "CROSS JOIN LATERAL {}").format(  # literals: the classification has LIKE '%…'
+                platform, device_type, sql.Literal(days[0]), sql.Literal(days[-1]),
+                population.visits(sql.SQL("days.day::date"))))
+    timings["tchap_stats_raw"] = time.perf_counter() - started
+    # History's summaries in one full recompute of its months (`tchap-stats refresh`):
+    # the nightly run then finds them as it would after any backfill.
+    report = refresh_range(conn, days[0], days[-1])
+    print(f"    {report.summary()}", flush=True)
     timings["tchap_stats_history"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -156,14 +157,16 @@ def tchap_stats_nightly(url: str, env: dict[str, str], day: date) -> tuple[float
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
     command = [str(Path(sys.executable).parent / "tchap-stats"), "--source", "s3://bench",
-               "sync", "--date", day.isoformat(), "--only", "user_daily_visits"]
+               "-v", "sync", "--date", day.isoformat(), "--only", "user_daily_visits"]
     started = time.perf_counter()
     result = subprocess.run(command, env={**env, "DATABASE_URL": url}, capture_output=True,
                             text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"tchap-stats failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return elapsed, result.stdout.strip().splitlines()
+    # -v: the summaries' statements with their seconds, on stderr
+    steps = [line for line in result.stderr.splitlines() if " s" in line and "→" in line]
+    return elapsed, result.stdout.strip().splitlines() + steps
 
 
 def same_day(url: str, day: date) -> tuple[int, int]:
@@ -206,13 +209,16 @@ def main() -> None:
     parser.add_argument("--rows-per-day", type=int, default=100_000)
     parser.add_argument("--histories", default="30,120,365",
                         help="days of history at which to measure, ascending")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="build in DIR and keep it (its PostgreSQL data directory can be "
+                             "reused to replay nights); default: a temporary directory")
     args = parser.parse_args()
     histories = [int(h) for h in args.histories.split(",")]
     population = Population(args.rows_per_day)
     run_started = time.perf_counter()
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="tchap-bench-refresh-") as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
         url = start_embedded(workdir / "pgdata")
         tune(url)
         moto, s3, endpoint = moto_s3.start_bucket("bench")
