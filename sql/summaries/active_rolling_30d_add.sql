@@ -6,12 +6,10 @@
 -- on its first day; the steps are summed day by day and added to the rows there (the
 -- provisional rows of the days after the last one included). A user with one instance and
 -- domain, today and before (nearly all), has each dimension's previous day read off that
--- pair of rows; the others go the general way, per dimension value.
+-- pair of rows; the others go the general way, per dimension value. The day's rows are
+-- in rolling_today (rolling_today.sql).
 WITH today AS (
-    SELECT user_id, instance, domain, web_visits_count > 0 AS web,
-           mobile_visits_count > 0 AS mobile, other_visits_count > 0 AS other
-    FROM tchap_stats.user_visits_daily
-    WHERE day = %(day)s
+    SELECT * FROM rolling_today
 ), earlier AS (
     SELECT * FROM tchap_stats.rolling_last_active
     WHERE user_id IN (SELECT user_id FROM today)

@@ -1,17 +1,20 @@
 -- After active_rolling_30d_add.sql: %(day)s becomes its users' latest active day, and the
--- users with no activity in the 30 days ending on it leave the table.
-INSERT INTO tchap_stats.rolling_last_active AS l
+-- users with no activity in the 30 days ending on it leave the table. Rewritten whole, in
+-- key order: most of its rows change every night, and writing them anew costs less than
+-- updating each in place.
+CREATE TEMP TABLE rolling_last_active_next ON COMMIT DROP AS
+SELECT user_id, instance, domain,
+       CASE WHEN t.user_id IS NULL THEN l.last_day ELSE %(day)s::date END AS last_day,
+       CASE WHEN t.web THEN %(day)s::date ELSE l.last_web END AS last_web,
+       CASE WHEN t.mobile THEN %(day)s::date ELSE l.last_mobile END AS last_mobile,
+       CASE WHEN t.other THEN %(day)s::date ELSE l.last_other END AS last_other
+FROM tchap_stats.rolling_last_active AS l
+FULL JOIN rolling_today AS t USING (user_id, instance, domain)
+WHERE t.user_id IS NOT NULL OR l.last_day > %(day)s::date - 30;
+TRUNCATE tchap_stats.rolling_last_active;
+INSERT INTO tchap_stats.rolling_last_active
     (user_id, instance, domain, last_day, last_web, last_mobile, last_other)
-SELECT user_id, instance, domain, day,
-       CASE WHEN web_visits_count > 0 THEN day END,
-       CASE WHEN mobile_visits_count > 0 THEN day END,
-       CASE WHEN other_visits_count > 0 THEN day END
-FROM tchap_stats.user_visits_daily
-WHERE day = %(day)s
-ON CONFLICT (user_id, instance, domain) DO UPDATE SET
-    last_day = excluded.last_day,
-    last_web = coalesce(excluded.last_web, l.last_web),
-    last_mobile = coalesce(excluded.last_mobile, l.last_mobile),
-    last_other = coalesce(excluded.last_other, l.last_other);
-DELETE FROM tchap_stats.rolling_last_active WHERE last_day <= %(day)s::date - 30;
+SELECT user_id, instance, domain, last_day, last_web, last_mobile, last_other
+FROM rolling_last_active_next ORDER BY user_id, instance, domain;
+DROP TABLE rolling_last_active_next, rolling_today;
 UPDATE tchap_stats.rolling_state SET through_day = %(day)s;
