@@ -8,18 +8,16 @@
 -- domain, today and before (nearly all), has each dimension's previous day read off that
 -- pair of rows; the others go the general way, per dimension value. The day's rows are
 -- in rolling_today (rolling_today.sql).
-WITH today AS (
-    SELECT * FROM rolling_today
-), earlier AS (
-    SELECT * FROM tchap_stats.rolling_last_active
-    WHERE user_id IN (SELECT user_id FROM today)
+WITH earlier AS (
+    SELECT l.* FROM tchap_stats.rolling_last_active AS l
+    WHERE EXISTS (SELECT FROM rolling_today AS t WHERE t.user_id = l.user_id)
 ), several AS (
-    SELECT user_id FROM today GROUP BY user_id HAVING count(*) > 1
+    SELECT user_id FROM rolling_today GROUP BY user_id HAVING count(*) > 1
     UNION
     SELECT user_id FROM earlier GROUP BY user_id HAVING count(*) > 1
 ), single AS (
     SELECT d.dimension, d.value, d.previous
-    FROM today AS t
+    FROM rolling_today AS t
     LEFT JOIN earlier AS e ON e.user_id = t.user_id
     CROSS JOIN LATERAL (VALUES
         ('overall', '', e.last_day, true),
