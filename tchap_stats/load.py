@@ -18,6 +18,8 @@ unpartitioned table, the whole table, counted for the file's extraction day. Per
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -93,6 +95,20 @@ def lock_days(conn: psycopg.Connection, export: Export, days: list[date]) -> Non
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
 
 
+@contextmanager
+def hash_joins(conn: psycopg.Connection) -> Iterator[None]:
+    """Merge statements match a file's rows to a day's by key: hashing is right whatever
+    the sizes. The statistics may not know the day yet (loaded earlier in this run, before
+    any ANALYZE) and estimate it at one row; a nested loop then scans the day once per
+    incoming row (40 s instead of 0.2 s for 2,000 overlap rows against a day of 100,000)."""
+    previous = conn.execute("SELECT current_setting('enable_nestloop')").fetchone()[0]
+    conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
+    try:
+        yield
+    finally:
+        conn.execute("SELECT set_config('enable_nestloop', %s, true)", (previous,))
+
+
 class DayWriter:
     """Writes the staged rows of one file, day by day, inside the caller's transaction."""
 
@@ -162,12 +178,13 @@ class DayWriter:
         incoming = self._incoming_table()
         self._copy_day(incoming, day)
         assert self.export.partition is not None
-        removed = self.conn.execute(_statement(
-            "replace_delete_file_hours.sql", **parts, incoming=incoming,
-            column=sql.Identifier(self.export.partition.column)), params).rowcount
-        self.conn.execute(_statement(
-            "merge_insert_missing_keys.sql", **parts, incoming=incoming,
-            key_match=self._key_match(), **self._insert_columns()), params)
+        with hash_joins(self.conn):
+            removed = self.conn.execute(_statement(
+                "replace_delete_file_hours.sql", **parts, incoming=incoming,
+                column=sql.Identifier(self.export.partition.column)), params).rowcount
+            self.conn.execute(_statement(
+                "merge_insert_missing_keys.sql", **parts, incoming=incoming,
+                key_match=self._key_match(), **self._insert_columns()), params)
         return DayResult(day, rows, inserted=rows, replaced=0, removed=removed)
 
     def _key_match(self) -> sql.Composable:
@@ -208,16 +225,17 @@ class DayWriter:
         self.conn.execute(sql.SQL("ANALYZE {}").format(incoming))
         export = self.export
         key_match = self._key_match()
-        replaced = self.conn.execute(_statement(
-            "merge_delete_beaten.sql", **parts, incoming=incoming, key_match=key_match,
-            beats=self._beats(file_wins)), params).rowcount
-        removed = 0
-        if isinstance(export.merge, SnapshotPerFile):
-            removed = self.conn.execute(_statement(
-                "snapshot_delete_absent_keys.sql", **parts, incoming=incoming,
-                key_match=key_match), params).rowcount
-        inserted = self.conn.execute(_statement(
-            "merge_insert_missing_keys.sql", **parts, incoming=incoming, key_match=key_match,
-            **self._insert_columns()), params).rowcount
+        with hash_joins(self.conn):
+            replaced = self.conn.execute(_statement(
+                "merge_delete_beaten.sql", **parts, incoming=incoming, key_match=key_match,
+                beats=self._beats(file_wins)), params).rowcount
+            removed = 0
+            if isinstance(export.merge, SnapshotPerFile):
+                removed = self.conn.execute(_statement(
+                    "snapshot_delete_absent_keys.sql", **parts, incoming=incoming,
+                    key_match=key_match), params).rowcount
+            inserted = self.conn.execute(_statement(
+                "merge_insert_missing_keys.sql", **parts, incoming=incoming,
+                key_match=key_match, **self._insert_columns()), params).rowcount
         return DayResult(day, rows, inserted=inserted - replaced, replaced=replaced,
                          removed=removed)

@@ -1,6 +1,6 @@
 -- After active_rolling_30d_add.sql: %(day)s becomes its users' latest active day, and the
 -- users with no activity in the 30 days ending on it leave the table. Rewritten whole, in
--- key order: most of its rows change every night, and writing them anew costs less than
+-- one go: most of its rows change every night, and writing them anew costs less than
 -- updating each in place.
 CREATE TEMP TABLE rolling_last_active_next ON COMMIT DROP AS
 SELECT user_id, instance, domain,
@@ -15,6 +15,6 @@ TRUNCATE tchap_stats.rolling_last_active;
 INSERT INTO tchap_stats.rolling_last_active
     (user_id, instance, domain, last_day, last_web, last_mobile, last_other)
 SELECT user_id, instance, domain, last_day, last_web, last_mobile, last_other
-FROM rolling_last_active_next ORDER BY user_id, instance, domain;
+FROM rolling_last_active_next;
 DROP TABLE rolling_last_active_next, rolling_today;
 UPDATE tchap_stats.rolling_state SET through_day = %(day)s;
