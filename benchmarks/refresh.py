@@ -100,10 +100,12 @@ def build_history(conn: psycopg.Connection, population: Population, days: list[d
                 platform, device_type, sql.Literal(days[0]), sql.Literal(days[-1]),
                 population.visits(sql.SQL("days.day::date"))))
     timings["tchap_stats_raw"] = time.perf_counter() - started
-    # History's summaries in one full recompute of its months (`tchap-stats refresh`):
-    # the nightly run then finds them as it would after any backfill.
-    report = refresh_range(conn, days[0], days[-1])
-    print(f"    {report.summary()}", flush=True)
+    # History's summaries by full recomputes of its months (`tchap-stats refresh`), a month
+    # at a time: the rolling window's sort stays in memory (4 months at once took 2.5 times
+    # as long). The nightly run then finds them as it would after any backfill.
+    for month in sorted({d.replace(day=1) for d in days}):
+        report = refresh_range(conn, month, month)
+        print(f"    {report.summary()}", flush=True)
     timings["tchap_stats_history"] = time.perf_counter() - started
 
     started = time.perf_counter()
