@@ -374,3 +374,17 @@ def test_every_file_of_a_run_gets_the_paris_day(settings, database_url, db, expo
     load(settings, database_url, exports_dir, days)
     assert db.execute("SELECT user_id, visit_date::text FROM user_daily_visits ORDER BY 1"
                       ).fetchall() == [(f"@{d}", str(d)) for d in days]
+
+
+def test_merges_hash_and_leave_the_planner_as_they_found_it(db):
+    # Merges switch nested loops off for their own statements only: what the load's
+    # transaction runs after them (ledger, other days) plans as configured.
+    with db.transaction():
+        db.execute("SET LOCAL enable_nestloop = on")
+        with load_module.hash_joins(db):
+            assert db.execute("SHOW enable_nestloop").fetchone()[0] == "off"
+        assert db.execute("SHOW enable_nestloop").fetchone()[0] == "on"
+        db.execute("SET LOCAL enable_nestloop = off")
+        with load_module.hash_joins(db):
+            pass
+        assert db.execute("SHOW enable_nestloop").fetchone()[0] == "off"
