@@ -18,7 +18,7 @@ DEFAULT_S3_REGION = "gra"
 DEFAULT_TZ = "Europe/Paris"
 # DuckDB's share of a Scalingo M container (512 MiB): a 1 M-row file peaks at 350-400 MiB for
 # the whole process with it (benchmarks/load.py); DuckDB spills beyond it.
-DEFAULT_DUCKDB_MEMORY = "160MB"
+DEFAULT_DUCKDB_MEMORY = "128MB"
 DEFAULT_REJECT_THRESHOLD = 0.01
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
