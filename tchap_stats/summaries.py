@@ -171,14 +171,14 @@ def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
     if plan.rolling_append and not redirected:
         # Appending reads single days of user_visits_daily, which its statistics estimate
         # well once they exist; re-analyzing it nightly would cost more as history grows.
-        _analyze_if_stale(conn, "tchap_stats.user_visits_daily")
+        _analyze_if_stale(conn, "tchap_stats", "user_visits_daily")
         for day in plan.days:  # in date order: each day's spans start after the last ones
             _run_script(conn, "rolling_today.sql", {"day": day})
             _timed(conn, ACTIVE_ROLLING_30D.statement("_add"), {"day": day})
             _run_script(conn, "rolling_last_active_add.sql", {"day": day})
         return
     # The recompute reads a range of days, maybe beyond what the statistics know.
-    conn.execute("ANALYZE tchap_stats.user_visits_daily")
+    _analyze(conn, sql.Identifier("tchap_stats", "user_visits_daily"))
     _timed(conn, ACTIVE_ROLLING_30D.delete(target, "days"), params)
     _timed(conn, ACTIVE_ROLLING_30D.statement(target=target), params)
     if not redirected:
@@ -193,23 +193,28 @@ def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
     for month in months:
         name = partition_name(USER_DAILY_VISITS_EXPORT, month)
         if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None:
-            _timed(conn, sql.SQL("ANALYZE {}").format(sql.Identifier(name)), {})
+            _analyze(conn, sql.Identifier(name))
 
 
 STALE_SHARE = 0.2  # of a table's rows changed since its last ANALYZE (autovacuum's is 0.1)
 
 
-def _analyze_if_stale(conn: psycopg.Connection, table: str) -> None:
-    """ANALYZE `table` when it never was, or when more than STALE_SHARE of its rows
+def _analyze(conn: psycopg.Connection, table: sql.Identifier) -> None:
+    _timed(conn, sql.SQL("ANALYZE {}").format(table), {})
+
+
+def _analyze_if_stale(conn: psycopg.Connection, schema: str, name: str) -> None:
+    """ANALYZE the table when it never was, or when more than STALE_SHARE of its rows
     changed since: a sample of a table that grows all year would cost more every night."""
+    table = sql.Identifier(schema, name)
     stale = conn.execute(
         "SELECT s.relid IS NULL OR c.reltuples <= 0"
         "       OR coalesce(s.last_analyze, s.last_autoanalyze) IS NULL"
         "       OR s.n_mod_since_analyze > %s * c.reltuples "
         "FROM pg_class AS c LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid "
-        "WHERE c.oid = %s::regclass", (STALE_SHARE, table)).fetchone()[0]
+        "WHERE c.oid = %s::regclass", (STALE_SHARE, table.as_string(conn))).fetchone()[0]
     if stale:
-        _timed(conn, sql.SQL("ANALYZE {}").format(sql.Identifier(*table.split("."))), {})
+        _analyze(conn, table)
 
 
 def _can_append_rolling(conn: psycopg.Connection, changed: list[ChangedDay]) -> bool:
