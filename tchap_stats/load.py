@@ -85,6 +85,18 @@ def ensure_partitions(conn: psycopg.Connection, export: Export, days: list[date]
             ))
 
 
+def summarize_new_ranges(conn: psycopg.Connection, export: Export, days: list[date]) -> None:
+    """After a load commits: summarize the BRIN ranges of the pages it appended, so that
+    the merges of the next file and the summaries read just their day, not the month.
+    One short transaction per partition, always in name order (each takes a lock that
+    another job's summarizing of the same partition waits for)."""
+    tables = sorted({partition_name(export, d) for d in days}) if export.partition else [
+        export.table]
+    statement = (LOAD_SQL / "summarize_brin.sql").read_text()
+    for table in tables:
+        conn.execute(statement, {"table": sql.Identifier(table).as_string(conn)})
+
+
 def lock_days(conn: psycopg.Connection, export: Export, days: list[date]) -> None:
     """Serialise writers of the same days (parallel backfill, overlapping cron runs).
     Always taken in date order, so two loads never wait on each other in a cycle. Every

@@ -26,7 +26,7 @@ from .config import Settings, mask
 from .database import connect
 from .exports import Export
 from .ledger import DayResult
-from .load import DayWriter, ensure_partitions, lock_days
+from .load import DayWriter, ensure_partitions, lock_days, summarize_new_ranges
 from .schema import require_schema
 from .source import LocalSource, S3Source, SourceError
 from .staging import StagedFile, Stager, StagingError
@@ -195,6 +195,7 @@ class Loader:
             log.debug("%s: written and committed at %.1f s", name, time.monotonic() - started)
             outcome.status = "loaded"
             outcome.days_changed = sorted(r.day for r in results if r.changed)
+            self._summarize_ranges(export, list(staged.days))
         except (StagingError, SourceError, TooManyRejects, psycopg.Error, OSError) as exc:
             outcome.error = self._mask(exc)
             outcome.rows_loaded = 0
@@ -208,6 +209,15 @@ class Loader:
                 self.stager.drop(staged)
             outcome.seconds = time.monotonic() - started
         return outcome
+
+    def _summarize_ranges(self, export: Export, days: list[date]) -> None:
+        """Index upkeep after the commit: a failure here loses nothing (the next load's
+        summarizing, or autovacuum, covers the same ranges), so it is only logged."""
+        try:
+            summarize_new_ranges(self.conn, export, days)
+        except psycopg.Error as exc:
+            log.warning("%s: could not summarize the BRIN ranges of its days: %s",
+                        export.name, self._mask(exc))
 
     def _check_rejects(self, rows_read: int, rows_rejected: int) -> None:
         threshold = self.settings.reject_threshold

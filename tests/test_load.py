@@ -388,3 +388,15 @@ def test_merges_hash_and_leave_the_planner_as_they_found_it(db):
         with load_module.hash_joins(db):
             pass
         assert db.execute("SHOW enable_nestloop").fetchone()[0] == "off"
+
+
+def test_a_load_leaves_no_brin_range_of_its_month_unsummarized(settings, database_url, db,
+                                                               exports_dir):
+    # An unsummarized range matches every query: a day's merge or summary would read the
+    # whole month. 5,000 rows fill several 32-page ranges.
+    write_file(exports_dir, D, [row(user=f"@u{i}:agent.x", device=f"D{i}") for i in range(5000)])
+    load(settings, database_url, exports_dir, [D])
+    partition = "user_daily_visits_p2024_11"
+    assert db.execute("SELECT pg_relation_size(%s) / 8192", (partition,)).fetchone()[0] > 64
+    assert db.execute("SELECT brin_summarize_new_values(%s::regclass)",
+                      (f"{partition}_visit_date_idx",)).fetchone()[0] == 0
