@@ -18,7 +18,7 @@ unpartitioned table, the whole table, counted for the file's extraction day. Per
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -121,6 +121,19 @@ def hash_joins(conn: psycopg.Connection) -> Iterator[None]:
         conn.execute("SELECT set_config('enable_nestloop', %s, true)", (previous,))
 
 
+def copy_csv(conn: psycopg.Connection, target: sql.Composable, columns: tuple[str, ...],
+             chunks: Iterable[bytes]) -> None:
+    """COPY a stream of CSV bytes (DuckDB's, through its pipe) into `target`'s columns."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        target, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    cursor = conn.cursor()
+    # The synchronous writer blocks while PostgreSQL is busy, so DuckDB's output waits
+    # in the pipe instead of piling up in memory (psycopg's default queues ~1 GB).
+    with cursor.copy(statement, writer=LibpqWriter(cursor)) as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+
+
 class DayWriter:
     """Writes the staged rows of one file, day by day, inside the caller's transaction."""
 
@@ -134,14 +147,8 @@ class DayWriter:
         self._incoming: sql.Identifier | None = None
 
     def _copy_day(self, target: sql.Composable, day: date) -> None:
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-            target, sql.SQL(", ").join(map(sql.Identifier, self.export.table_columns)))
-        cursor = self.conn.cursor()
-        # The synchronous writer blocks while PostgreSQL is busy, so DuckDB's output waits
-        # in the pipe instead of piling up in memory (psycopg's default queues ~1 GB).
-        with cursor.copy(statement, writer=LibpqWriter(cursor)) as copy:
-            for chunk in self.stager.stream_day(self.staged, day):
-                copy.write(chunk)
+        copy_csv(self.conn, target, self.export.table_columns,
+                 self.stager.stream_day(self.staged, day))
 
     def _parts(self, day: date) -> tuple[dict[str, sql.Composable], dict[str, object]]:
         """The relation a day's rows live in, the condition selecting them (on alias t),

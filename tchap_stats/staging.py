@@ -380,12 +380,19 @@ class Stager:
         DuckDB writes into a named pipe from a worker thread while the caller consumes it,
         so memory stays flat and DuckDB's formatting overlaps PostgreSQL's parsing.
         """
+        return self.stream_over_day(staged, day, "SELECT * FROM day_rows", {})
+
+    def stream_over_day(self, staged: StagedFile, day: date, query: str,
+                        params: dict[str, object]) -> Iterator[bytes]:
+        """CSV bytes of a DuckDB `query` over `day_rows`: the staged rows of `day`, in the
+        table's columns, as they are loaded (e.g. a summary's aggregate of them)."""
         export = staged.export
         rows = _render(
             "loadable_rows.sql", checked=ident(staged.checked), losers=ident(staged.losers),
             day_column=ident(staging_day(export)[0]), table_columns=_output_columns(export))
         try:
-            yield from self.stream_csv(rows, {"day": day})
+            yield from self.stream_csv(f"WITH day_rows AS (\n{rows}\n)\n{query}",
+                                       {**params, "day": day})
         except StagingError as exc:
             raise StagingError(f"{staged.file.key}: streaming {day}: {exc}") from exc
 

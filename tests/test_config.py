@@ -147,3 +147,13 @@ def test_an_unparseable_database_url_still_gives_settings(clean_env, monkeypatch
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@[bad/db")
     assert Settings.from_env().secrets() == []
     assert "pw" not in mask("connecting with password=pw failed")
+
+
+def test_preaggregation_is_on_unless_turned_off(clean_env):
+    clean_env.delenv("TCHAP_STATS_PREAGGREGATE", raising=False)
+    assert Settings.from_env().preaggregate is True
+    clean_env.setenv("TCHAP_STATS_PREAGGREGATE", "false")
+    assert Settings.from_env().preaggregate is False
+    clean_env.setenv("TCHAP_STATS_PREAGGREGATE", "sometimes")
+    with pytest.raises(ConfigError, match="TCHAP_STATS_PREAGGREGATE"):
+        Settings.from_env()

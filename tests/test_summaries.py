@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -21,6 +23,13 @@ FIRST, LAST = date(2024, 10, 27), date(2024, 11, 3)  # across a DST change and a
 DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
 
 
+@pytest.fixture(params=[True, False], ids=["preaggregated-by-duckdb", "recomputed-by-postgresql"])
+def both_paths(request, settings):
+    """The invariant tests run twice: with a new day's active_daily pre-aggregated by DuckDB
+    while staging (the default), and recomputed by PostgreSQL."""
+    return dataclasses.replace(settings, preaggregate=request.param)
+
+
 def summary_rows(conn: psycopg.Connection) -> dict[str, list[tuple]]:
     return {s.table: sorted(conn.execute(f"SELECT * FROM tchap_stats.{s.table}").fetchall())
             for s in SUMMARIES}
@@ -34,10 +43,11 @@ def reset(conn: psycopg.Connection) -> None:
                  "UPDATE tchap_stats.rolling_state SET through_day = NULL")
 
 
-def test_incremental_summaries_equal_a_full_recompute(settings, database_url, db, exports_dir):
+def test_incremental_summaries_equal_a_full_recompute(both_paths, database_url, db,
+                                                      exports_dir):
     generate(FIRST, LAST, str(exports_dir),
              Options(rows_per_day=400, seed=5, overlap=0.1, late=0.05, malformed=0.002))
-    report = load(settings, database_url, exports_dir, DAYS)
+    report = load(both_paths, database_url, exports_dir, DAYS)
     assert report.refresh is not None and report.refresh.days
     differences, sample = check(db, FIRST - timedelta(days=10), LAST)
     assert (differences, sample) == (0, [])
@@ -48,24 +58,25 @@ def test_incremental_summaries_equal_a_full_recompute(settings, database_url, db
 
 
 def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
-        settings, database_url, db, exports_dir, tmp_path):
+        both_paths, database_url, db, exports_dir, tmp_path):
     """The nightly case adds to the monthly and rolling summaries without re-reading them;
     a late row re-reads the rolling window; a duplicate that wins re-reads its month.
     After each run the summaries equal a full recompute."""
     generate(FIRST, LAST, str(exports_dir), Options(rows_per_day=300, seed=11, overlap=0.1,
                                                      late=0.0, malformed=0.0))
     for day in DAYS:
-        refresh = load(settings, database_url, exports_dir, [day]).refresh
+        refresh = load(both_paths, database_url, exports_dir, [day]).refresh
         # (the first file's overlap rows open the day before it: fresh too)
         assert (refresh.days[-1], refresh.recomputed_months, refresh.rolling_append) == (
             day, [], True), day
+        assert refresh.preaggregated_days == (refresh.days if both_paths.preaggregate else [])
         assert check(db, FIRST, LAST)[0] == 0
 
     def run(day: date, rows: list[tuple]):
         directory = tmp_path / day.isoformat()
         directory.mkdir()
         write_file(directory, day, rows)
-        return load(settings, database_url, directory, [day]).refresh
+        return load(both_paths, database_url, directory, [day]).refresh
 
     web = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
     late_day, next_day = FIRST + timedelta(days=1), LAST + timedelta(days=1)
@@ -73,6 +84,8 @@ def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
                           ("@n", "N1", f"{next_day} 10:00:00+01", web, "i", "d.fr")])
     assert (late.days, late.recomputed_months, late.rolling_append) == (
         [late_day, next_day], [], False)
+    # The late row joins a day that held rows: only next_day came whole from its file.
+    assert late.preaggregated_days == ([next_day] if both_paths.preaggregate else [])
     assert check(db, FIRST, next_day)[0] == 0
     earlier = run(next_day + timedelta(days=1),
                   [("@late", "L1", f"{late_day} 09:00:00+02", "Tchap/2.0 (Android 13)",
@@ -84,13 +97,13 @@ def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
     assert nightly.rolling_append and check(db, FIRST, next_day + timedelta(days=2))[0] == 0
 
 
-def test_two_load_orders_give_the_same_summaries(settings, database_url, db, exports_dir):
+def test_two_load_orders_give_the_same_summaries(both_paths, database_url, db, exports_dir):
     generate(FIRST, LAST, str(exports_dir),
              Options(rows_per_day=300, seed=9, overlap=0.2, late=0.05))
-    load(settings, database_url, exports_dir, DAYS)
+    load(both_paths, database_url, exports_dir, DAYS)
     forward = summary_rows(db)
     reset(db)
-    load(settings, database_url, exports_dir, list(reversed(DAYS)))
+    load(both_paths, database_url, exports_dir, list(reversed(DAYS)))
     assert summary_rows(db) == forward
 
 
@@ -220,7 +233,7 @@ load_step = st.tuples(st.integers(0, 3), st.booleans())  # (file number, --repla
 @given(files=st.lists(st.lists(visit, min_size=1, max_size=8), min_size=4, max_size=4),
        steps=st.lists(load_step, min_size=1, max_size=6))
 def test_property_any_sequence_of_loads_keeps_summaries_exact(
-        settings, database_url, db, tmp_path_factory, files, steps):
+        both_paths, database_url, db, tmp_path_factory, files, steps):
     directory = tmp_path_factory.mktemp("files")
     start = date(2024, 10, 25)
     extraction = [date(2024, 11, 1) + timedelta(days=n) for n in range(4)]
@@ -230,7 +243,7 @@ def test_property_any_sequence_of_loads_keeps_summaries_exact(
             for u, d, o, t, ua, i in rows])
     reset(db)
     for n, replace in steps:
-        report = load(settings, database_url, directory, [extraction[n]], replace=replace,
+        report = load(both_paths, database_url, directory, [extraction[n]], replace=replace,
                       force=True)
         assert report.exit_code == 0
         assert check(db, start - timedelta(days=1), start + timedelta(days=12))[0] == 0
@@ -238,7 +251,7 @@ def test_property_any_sequence_of_loads_keeps_summaries_exact(
         after = summary_rows(db)
         reset(db)
         for n, _ in reversed(steps):
-            load(settings, database_url, directory, [extraction[n]], force=True)
+            load(both_paths, database_url, directory, [extraction[n]], force=True)
         assert summary_rows(db) == after
 
 
@@ -327,3 +340,20 @@ def test_concurrent_refreshes_wait_for_each_other(settings, database_url, db, ex
         thread.join()
     assert errors == []
     assert check(db, FIRST, FIRST)[0] == 0
+
+
+def test_a_preaggregated_day_changed_again_before_the_refresh_is_recomputed(
+        settings, database_url, db, exports_dir):
+    # The first file finds its day empty (pre-aggregated); the second, in the same run,
+    # adds a user to that day: its staged counts are stale, and the refresh must not use them.
+    web = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+    d1, d2 = date(2024, 11, 14), date(2024, 11, 15)
+    write_file(exports_dir, d1, [("@a", "A1", f"{d1} 09:00:00+01", web, "i", "d.fr")])
+    write_file(exports_dir, d2, [("@b", "B1", f"{d1} 23:00:00+01", web, "i", "d.fr"),
+                                 ("@c", "C1", f"{d2} 09:00:00+01", web, "i", "d.fr")])
+    refresh = load(settings, database_url, exports_dir, [d1, d2]).refresh
+    assert refresh.preaggregated_days == [d2]
+    assert db.execute("SELECT users FROM tchap_stats.active_daily "
+                      "WHERE day = %s AND dimension = 'overall'", (d1,)).fetchone()[0] == 2
+    assert check(db, d1, d2)[0] == 0
+    assert db.execute("SELECT count(*) FROM tchap_stats.active_daily_staged").fetchone()[0] == 0
