@@ -232,6 +232,7 @@ def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
         _analyze_if_stale(conn, "tchap_stats", "user_visits_daily")
         for day in plan.days:  # in date order: each day's spans start after the last ones
             _run_script(conn, "rolling_today.sql", {"day": day})
+            _analyze_sample(conn, sql.Identifier("rolling_today"))
             _timed(conn, ACTIVE_ROLLING_30D.statement("_add"), {"day": day})
             _run_script(conn, "rolling_last_active_add.sql", {"day": day})
         return
@@ -247,32 +248,61 @@ def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
     """Statistics for the month partitions just loaded: autovacuum comes later, and a plan
     that expects a handful of rows for a day of 100,000 picks nested loops that never end.
     Every time: a new day is a value the statistics of a month's few days have never seen
-    (estimated at one row), and a month partition's sample costs the same all year."""
+    (estimated at one row). Its day column alone, from a small sample, unless a fifth of
+    the partition changed since its last full ANALYZE (0.08 s instead of 0.4 to 0.6 s)."""
+    column = sql.Identifier(DAY_COLUMN)
     for month in months:
         name = partition_name(USER_DAILY_VISITS_EXPORT, month)
-        if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None:
-            _analyze(conn, sql.Identifier(name))
+        if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+            continue
+        if _is_stale(conn, "public", name):
+            _analyze(conn, sql.Identifier("public", name))
+        else:
+            _analyze_sample(conn, sql.Identifier("public", name), column)
 
 
 STALE_SHARE = 0.2  # of a table's rows changed since its last ANALYZE (autovacuum's is 0.1)
+DAY_COLUMN = "visit_date"  # the raw table's partition column, which the summaries filter on
+# Rows sampled = 300 x target: 9,000 rows see each of a month's days hundreds of times.
+SAMPLE_STATISTICS_TARGET = 30
 
 
 def _analyze(conn: psycopg.Connection, table: sql.Identifier) -> None:
     _timed(conn, sql.SQL("ANALYZE {}").format(table), {})
 
 
-def _analyze_if_stale(conn: psycopg.Connection, schema: str, name: str) -> None:
-    """ANALYZE the table when it never was, or when more than STALE_SHARE of its rows
-    changed since: a sample of a table that grows all year would cost more every night."""
-    table = sql.Identifier(schema, name)
-    stale = conn.execute(
+def _analyze_sample(conn: psycopg.Connection, table: sql.Identifier,
+                    column: sql.Identifier | None = None) -> None:
+    """ANALYZE from a small sample (SAMPLE_STATISTICS_TARGET), the whole table or one
+    column. One column leaves the table's count of changes since its last full ANALYZE as
+    it was, so _is_stale still sees the other columns age."""
+    previous = conn.execute("SELECT current_setting('default_statistics_target')").fetchone()[0]
+    conn.execute("SELECT set_config('default_statistics_target', %s, true)",
+                 (str(SAMPLE_STATISTICS_TARGET),))
+    statement = (sql.SQL("ANALYZE {} ({})").format(table, column) if column
+                 else sql.SQL("ANALYZE {}").format(table))
+    try:
+        _timed(conn, statement, {})
+    finally:
+        conn.execute("SELECT set_config('default_statistics_target', %s, true)", (previous,))
+
+
+def _is_stale(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    """The table never was analyzed, or more than STALE_SHARE of its rows changed since."""
+    return conn.execute(
         "SELECT s.relid IS NULL OR c.reltuples <= 0"
         "       OR coalesce(s.last_analyze, s.last_autoanalyze) IS NULL"
         "       OR s.n_mod_since_analyze > %s * c.reltuples "
         "FROM pg_class AS c LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid "
-        "WHERE c.oid = %s::regclass", (STALE_SHARE, table.as_string(conn))).fetchone()[0]
-    if stale:
-        _analyze(conn, table)
+        "WHERE c.oid = %s::regclass",
+        (STALE_SHARE, sql.Identifier(schema, name).as_string(conn))).fetchone()[0]
+
+
+def _analyze_if_stale(conn: psycopg.Connection, schema: str, name: str) -> None:
+    """ANALYZE the table when it is stale: a sample of a table that grows all year would
+    cost more every night."""
+    if _is_stale(conn, schema, name):
+        _analyze(conn, sql.Identifier(schema, name))
 
 
 def _can_append_rolling(conn: psycopg.Connection, changed: list[ChangedDay]) -> bool:

@@ -357,3 +357,27 @@ def test_a_preaggregated_day_changed_again_before_the_refresh_is_recomputed(
                       "WHERE day = %s AND dimension = 'overall'", (d1,)).fetchone()[0] == 2
     assert check(db, d1, d2)[0] == 0
     assert db.execute("SELECT count(*) FROM tchap_stats.active_daily_staged").fetchone()[0] == 0
+
+
+def test_a_small_new_day_refreshes_only_the_day_column_statistics(settings, database_url, db,
+                                                                  exports_dir):
+    # The planner must know a new day's size (else it estimates one row), which the day
+    # column's statistics tell; the other columns are re-sampled once a fifth changed.
+    ua = "Tchap/2.10.4 (Linux; U; Android 13)"
+    first = date(2024, 11, 4)
+    days = [first + timedelta(days=i) for i in range(6)]
+    for day in days:
+        write_file(exports_dir, day, [(f"@u{i}", "D", f"{day} 12:00:00+01", ua, "i", "d.fr")
+                                      for i in range(300)])
+    load(settings, database_url, exports_dir, days)
+    small = first + timedelta(days=6)
+    write_file(exports_dir, small, [(f"@s{i}", "D", f"{small} 12:00:00+01", ua, "i", "d.fr")
+                                    for i in range(20)])
+    load(settings, database_url, exports_dir, [small])
+    partition = "user_daily_visits_p2024_11"
+    assert db.execute("SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = %s",
+                      (partition,)).fetchone()[0] >= 20  # a full ANALYZE would reset it
+    day_values = db.execute("SELECT most_common_vals::text::date[] FROM pg_stats "
+                            "WHERE tablename = %s AND attname = 'visit_date'", (partition,))
+    assert small in day_values.fetchone()[0]
+    assert check(db, first, small)[0] == 0
