@@ -5,6 +5,7 @@ embedded PostgreSQL:
   (a) ceiling: plain COPY of that CSV into a logged, unindexed table;
   (b) tchap-stats: `tchap-stats backfill` of that day from S3 (a moto server on loopback)
       into the partitioned table, as a separate process whose peak RSS is measured;
+      (b') the same from a local folder, (b0) the same without pre-aggregating active_daily;
   (c) legacy (DESIGN §8): COPY into a temp table, INSERT … ON CONFLICT DO NOTHING into the
       unpartitioned indexed table, classification UPDATEs in batches of 10,000 rows.
 Prints rows/s and ratios, and writes benchmarks/results/load.json.
@@ -89,11 +90,12 @@ def legacy_load(url: str, path: Path) -> dict[str, float]:
         return steps
 
 
-def tchap_stats_load(url: str, s3_endpoint: str, source: str,
-                     workdir: Path) -> tuple[float, int]:
+def tchap_stats_load(url: str, s3_endpoint: str, source: str, workdir: Path,
+                     preaggregate: bool = True) -> tuple[float, int]:
     env = {**os.environ, "DATABASE_URL": url, "S3_ENDPOINT": s3_endpoint,
            "S3_URL_STYLE": "path", "S3_ACCESS_KEY_ID": "bench", "S3_SECRET_ACCESS_KEY": "bench",
-           "S3_REGION": "us-east-1", "TCHAP_STATS_SPILL_DIR": str(workdir / "spill")}
+           "S3_REGION": "us-east-1", "TCHAP_STATS_SPILL_DIR": str(workdir / "spill"),
+           "TCHAP_STATS_PREAGGREGATE": "true" if preaggregate else "false"}
     checkpoint(url)
     # ru_maxrss survives fork+exec (this process holds the moto server and the file), so
     # the loader reports its own high-water mark (VmHWM) when it exits.
@@ -155,7 +157,7 @@ def main() -> None:
         moto, s3, endpoint = moto_s3.start_bucket("bench")
         s3_client(s3).upload_file(str(path), "bench", path.name)
 
-        a_runs, b_runs, local_runs = [], [], []
+        a_runs, b_runs, local_runs, plain_runs = [], [], [], []
         for _ in range(args.repeat):
             print("(a) ceiling: COPY into a logged, unindexed table …", flush=True)
             a_runs.append(ceiling(url, path))
@@ -163,6 +165,12 @@ def main() -> None:
             print("(b') tchap-stats backfill from a local folder …", flush=True)
             reset_loader_tables(url)
             local_runs.append(tchap_stats_load(url, endpoint, str(path.parent), workdir)[0])
+            # Loading alone: by default the loader also aggregates active_daily of the days
+            # it finds empty, work the refresh then skips (README, "DuckDB pre-aggregation").
+            print("(b0) the same from S3, without pre-aggregating active_daily …", flush=True)
+            reset_loader_tables(url)
+            plain_runs.append(tchap_stats_load(url, endpoint, "s3://bench", workdir,
+                                               preaggregate=False)[0])
             # Last, so that the refresh below finds (b)'s database.
             print("(b) tchap-stats backfill from S3 into the partitioned table …", flush=True)
             reset_loader_tables(url)
@@ -170,8 +178,13 @@ def main() -> None:
         a = min(a_runs)
         b, rss_mib = min(b_runs)
         local = min(local_runs)
+        plain = min(plain_runs)
         print("    then the summaries of the days it changed (tchap-stats refresh) …", flush=True)
         refresh_seconds = summaries_refresh(url)
+        print("    and the same after (b0), without pre-aggregation …", flush=True)
+        reset_loader_tables(url)
+        tchap_stats_load(url, endpoint, "s3://bench", workdir, preaggregate=False)
+        refresh_plain_seconds = summaries_refresh(url)
         print("(c) legacy: temp COPY + INSERT ON CONFLICT + batched UPDATEs …", flush=True)
         c = legacy_load(url, path)
         moto.stop()
@@ -181,13 +194,16 @@ def main() -> None:
         "rows": lines, "postgresql": version, "cores": os.cpu_count(),
         "seconds": {"ceiling": a, "tchap_stats": b, "legacy": c,
                     "tchap_stats_local_folder": local,
+                    "tchap_stats_without_preaggregation": plain,
                     "ceiling_runs": a_runs, "tchap_stats_runs": [t for t, _ in b_runs],
-                    "tchap_stats_local_folder_runs": local_runs},
+                    "tchap_stats_local_folder_runs": local_runs,
+                    "tchap_stats_without_preaggregation_runs": plain_runs},
         "rows_per_second": {"ceiling": rate["a"], "tchap_stats": rate["b"], "legacy": rate["c"]},
         "ratio_tchap_stats_to_ceiling": rate["b"] / rate["a"],
         "ratio_tchap_stats_to_legacy": rate["b"] / rate["c"],
         "tchap_stats_peak_rss_mib": rss_mib,
         "summaries_refresh_seconds": refresh_seconds,
+        "summaries_refresh_without_preaggregation_seconds": refresh_plain_seconds,
     }
     print()
     print(f"{'path':<44}{'seconds':>10}{'rows/s':>12}")
@@ -195,15 +211,18 @@ def main() -> None:
     print(f"{'(b) tchap-stats from S3 (whole process)':<44}{b:>10.2f}{rate['b']:>12,.0f}")
     local_label = "(b') the same from a local folder"
     print(f"{local_label:<44}{local:>10.2f}{lines / local:>12,.0f}")
+    plain_label = "(b0) from S3, no active_daily pre-aggregation"
+    print(f"{plain_label:<44}{plain:>10.2f}{lines / plain:>12,.0f}")
     print(f"{'(c) legacy path of DESIGN §8':<44}{c['total']:>10.2f}{rate['c']:>12,.0f}")
     print("    legacy steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in c.items() if k != "total"))
     print()
     print(f"(b)/(a) = {results['ratio_tchap_stats_to_ceiling']:.2f}   (target ≥ 0.6)"
-          f"   (b')/(a) = {a / local:.2f}")
+          f"   (b')/(a) = {a / local:.2f}   (b0)/(a) = {a / plain:.2f}")
     print(f"(b)/(c) = {results['ratio_tchap_stats_to_legacy']:.1f}   (target ≥ 5)")
     print(f"tchap-stats peak RSS = {rss_mib} MiB   (target ≤ 400)")
     print(f"summaries of the {lines:,} rows' changed days (tchap-stats refresh): "
-          f"{refresh_seconds:.1f} s (not part of (b))")
+          f"{refresh_seconds:.1f} s after (b), {refresh_plain_seconds:.1f} s after (b0) "
+          f"(not part of (b))")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "load.json").write_text(json.dumps(results, indent=2))
