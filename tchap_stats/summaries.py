@@ -332,7 +332,8 @@ def _timed(conn: psycopg.Connection, statement: sql.Composable,
     started = time.monotonic()
     cur = conn.execute(statement, params)
     text = statement.as_string(conn)
-    first = next((line for line in text.splitlines() if line.startswith("--")), text[:60])
+    first = next((line for line in text.splitlines() if line.startswith("--")),
+                 " ".join(text.split())[:70])
     log.debug("%s → %s row(s) in %.2f s", first.strip("- "), cur.rowcount,
               time.monotonic() - started)
 

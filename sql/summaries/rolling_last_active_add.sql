@@ -12,9 +12,14 @@ FROM tchap_stats.rolling_last_active AS l
 FULL JOIN rolling_today AS t USING (user_id, instance, domain)
 WHERE t.user_id IS NOT NULL OR l.last_day > %(day)s::date - 30;
 TRUNCATE tchap_stats.rolling_last_active;
+-- Its key is built once after the insert, from one sort (0.35 s instead of 0.76 s for
+-- inserting 80,000 rows into the index one by one). TRUNCATE already locked the table.
+ALTER TABLE tchap_stats.rolling_last_active DROP CONSTRAINT rolling_last_active_pkey;
 INSERT INTO tchap_stats.rolling_last_active
     (user_id, instance, domain, last_day, last_web, last_mobile, last_other)
 SELECT user_id, instance, domain, last_day, last_web, last_mobile, last_other
 FROM rolling_last_active_next;
+ALTER TABLE tchap_stats.rolling_last_active
+    ADD CONSTRAINT rolling_last_active_pkey PRIMARY KEY (user_id, instance, domain);
 DROP TABLE rolling_last_active_next, rolling_today;
 UPDATE tchap_stats.rolling_state SET through_day = %(day)s;
