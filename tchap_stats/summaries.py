@@ -70,6 +70,10 @@ ROLLING_WINDOW = 30
 # Computed by DuckDB for a day its load found empty (measured faster than PostgreSQL's
 # recompute; user_visits_daily is not: copying its rows costs more than recomputing them).
 PREAGGREGATED = (ACTIVE_DAILY,)
+# Up to this many rows a day. At 100,000 DuckDB's aggregate takes 0.2 s and spares the
+# refresh 0.8 s; at a million it spills under the 128 MB cap, takes 3.5 s inside the load's
+# transaction and spares the refresh 4.5 s (README, "DuckDB pre-aggregation").
+PREAGGREGATE_MAX_ROWS = 250_000
 
 
 @cache
@@ -94,10 +98,12 @@ def preaggregate_sql(summary: Summary) -> tuple[str, tuple[str, ...]]:
 def preaggregate(conn: psycopg.Connection, stager: Stager, staged: StagedFile,
                  days: list[date], load_id: int) -> None:
     """In a load's transaction: the pre-aggregated summaries of the days the load found
-    empty (the file's rows of such a day are the whole day), computed by DuckDB from the
-    staged rows and copied into their staging tables for the next refresh."""
+    empty (the file's rows of such a day are the whole day) and that hold at most
+    PREAGGREGATE_MAX_ROWS rows, computed by DuckDB from the staged rows and copied into
+    their staging tables for the next refresh."""
     if staged.export.name != EXPORT:
         return
+    days = [day for day in days if staged.days[day] <= PREAGGREGATE_MAX_ROWS]
     for summary in PREAGGREGATED:
         query, columns = preaggregate_sql(summary)
         for day in days:
