@@ -381,3 +381,18 @@ def test_a_small_new_day_refreshes_only_the_day_column_statistics(settings, data
                             "WHERE tablename = %s AND attname = 'visit_date'", (partition,))
     assert small in day_values.fetchone()[0]
     assert check(db, first, small)[0] == 0
+
+
+def test_a_day_above_the_preaggregation_bound_is_recomputed(settings, database_url, db,
+                                                            exports_dir, monkeypatch):
+    from tchap_stats import summaries
+
+    monkeypatch.setattr(summaries, "PREAGGREGATE_MAX_ROWS", 2)
+    web = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+    day, late = date(2024, 11, 14), date(2024, 11, 10)
+    write_file(exports_dir, day, [(f"@u{i}", "D", f"{day} 09:00:00+01", web, "i", "d.fr")
+                                  for i in range(3)]
+               + [("@late", "D", f"{late} 09:00:00+01", web, "i", "d.fr")])
+    refresh = load(settings, database_url, exports_dir, [day]).refresh
+    assert refresh.preaggregated_days == [late]  # 1 row; the day's 3 rows are above 2
+    assert check(db, late, day)[0] == 0
