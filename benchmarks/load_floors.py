@@ -16,41 +16,26 @@ transaction on one connection: the best read plus the CSV ingest is a floor for 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
-from types import ModuleType
 
+# Siblings in benchmarks/, on sys.path when this script runs; load.py gives ceiling(),
+# cached_day() and DAY.
+import legacy
+import load as bench_load
+import moto_s3
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _bench_load() -> ModuleType:
-    """benchmarks/load.py (a script): its ceiling(), cached_day() and helpers. Importing
-    it also puts the project root and benchmarks/ on sys.path."""
-    spec = importlib.util.spec_from_file_location("bench_load", ROOT / "benchmarks" / "load.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_load = _bench_load()
-
-import legacy  # noqa: E402
-import moto_s3  # noqa: E402
-
-from tchap_stats.config import Settings  # noqa: E402
-from tchap_stats.database import start_embedded  # noqa: E402
-from tchap_stats.exports import USER_DAILY_VISITS  # noqa: E402
-from tchap_stats.load import ensure_partitions, partition_name  # noqa: E402
-from tchap_stats.schema import migrate  # noqa: E402
-from tchap_stats.source import LocalSource, S3Source, s3_client  # noqa: E402
-from tchap_stats.staging import Stager, literal  # noqa: E402
+from tchap_stats.config import Settings
+from tchap_stats.database import start_embedded
+from tchap_stats.exports import USER_DAILY_VISITS
+from tchap_stats.load import ensure_partitions, partition_name
+from tchap_stats.schema import migrate
+from tchap_stats.source import LocalSource, S3Source, s3_client
+from tchap_stats.staging import Stager, literal
 
 COLUMNS = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in USER_DAILY_VISITS.header) + "}"
 

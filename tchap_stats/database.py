@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -33,6 +35,18 @@ def connect(url: str, autocommit: bool = False) -> psycopg.Connection:
     if not autocommit:
         conn.commit()
     return conn
+
+
+@contextmanager
+def local_setting(conn: psycopg.Connection, name: str, value: str) -> Iterator[None]:
+    """A server setting for the statements run inside the block only (within the caller's
+    transaction), then back to what it was: the rest of the transaction plans as configured."""
+    previous = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
+    conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT set_config(%s, %s, true)", (name, previous))
 
 
 def resolve_database_url(database_url: str | None) -> str:

@@ -21,6 +21,7 @@ from psycopg import sql
 from sqlglot import exp
 
 from .config import SQL_DIR
+from .database import local_setting
 from .exports import USER_DAILY_VISITS as USER_DAILY_VISITS_EXPORT
 from .load import copy_csv, days_between, month_bounds, partition_name
 from .staging import StagedFile, Stager
@@ -129,7 +130,6 @@ class Plan:
     recomputed_months: list[date]  # ... recomputed from the raw table (the others: added to)
     added_days: list[date]  # days folded into the monthly summaries of the other months
     rolling_append: bool = False  # rolling counts appended to, rather than recomputed
-    preaggregated_days: list[date] = field(default_factory=list)  # active_daily from staging
 
     @classmethod
     def full(cls, days: Iterable[date]) -> Plan:
@@ -171,7 +171,7 @@ class RefreshReport:
     seconds: float = 0.0
     recomputed_months: list[date] = field(default_factory=list)
     rolling_append: bool = False
-    preaggregated_days: list[date] = field(default_factory=list)
+    preaggregated_days: list[date] = field(default_factory=list)  # active_daily from staging
 
     def summary(self) -> str:
         if not self.days:
@@ -189,11 +189,14 @@ class RefreshReport:
 
 
 def recompute(conn: psycopg.Connection, plan: Plan,
-              targets: dict[str, sql.Composable] | None = None) -> None:
+              targets: dict[str, sql.Composable] | None = None,
+              from_staging: bool = False) -> list[date]:
     """Rewrite the summary rows the plan names. `targets` redirects every summary to
-    another table (check's temporary copies); then nothing is appended, all is recomputed."""
+    another table (check's temporary copies); then nothing is appended, all is recomputed.
+    `from_staging` (the incremental refresh) moves in the rows loads pre-aggregated where
+    they are still the day's; returns the days whose active_daily came from there."""
     if not plan.days:
-        return
+        return []
     targets = targets or {}
     tables = {s.table: targets.get(s.table, s.identifier) for s in SUMMARIES}
     params = plan.parameters()
@@ -201,15 +204,18 @@ def recompute(conn: psycopg.Connection, plan: Plan,
     # only; the server's default is 4 MB).
     conn.execute("SET LOCAL work_mem = '64MB'")
     _analyze_raw(conn, plan.months)
+    staged: set[date] = set()
     for summary in (USER_VISITS_DAILY, ACTIVE_DAILY):
         _timed(conn, summary.delete(tables[summary.table], "days"), params)
-        from_staging = plan.preaggregated_days if summary in PREAGGREGATED and not targets else []
-        if from_staging:
-            _timed(conn, summary.statement("_from_staging"), {"days": from_staging})
-        recomputed = [d for d in plan.days if d not in from_staging]
-        if recomputed:
+        moved: set[date] = set()
+        if from_staging and summary in PREAGGREGATED:
+            moved = {day for (day,) in _timed(conn, summary.statement("_from_staging"),
+                                              {"days": plan.days})}
+            staged |= moved
+        from_raw = [d for d in plan.days if d not in moved]
+        if from_raw:
             _timed(conn, summary.statement(target=tables[summary.table]),
-                   {**params, "days": recomputed})
+                   {**params, "days": from_raw})
     for summary in (USER_DEVICES_MONTHLY, USER_MONTHS):
         target = tables[summary.table]
         if plan.recomputed_months:
@@ -228,6 +234,7 @@ def recompute(conn: psycopg.Connection, plan: Plan,
         _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"]),
                params["added"])
     _rolling(conn, plan, params, tables["active_rolling_30d"], redirected=bool(targets))
+    return sorted(staged)
 
 
 def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
@@ -282,15 +289,10 @@ def _analyze_sample(conn: psycopg.Connection, table: sql.Identifier,
     """ANALYZE from a small sample (SAMPLE_STATISTICS_TARGET), the whole table or one
     column. One column leaves the table's count of changes since its last full ANALYZE as
     it was, so _is_stale still sees the other columns age."""
-    previous = conn.execute("SELECT current_setting('default_statistics_target')").fetchone()[0]
-    conn.execute("SELECT set_config('default_statistics_target', %s, true)",
-                 (str(SAMPLE_STATISTICS_TARGET),))
     statement = (sql.SQL("ANALYZE {} ({})").format(table, column) if column
                  else sql.SQL("ANALYZE {}").format(table))
-    try:
+    with local_setting(conn, "default_statistics_target", str(SAMPLE_STATISTICS_TARGET)):
         _timed(conn, statement, {})
-    finally:
-        conn.execute("SELECT set_config('default_statistics_target', %s, true)", (previous,))
 
 
 def _is_stale(conn: psycopg.Connection, schema: str, name: str) -> bool:
@@ -334,7 +336,7 @@ def _run_script(conn: psycopg.Connection, name: str, params: dict[str, object]) 
 
 
 def _timed(conn: psycopg.Connection, statement: sql.Composable,
-           params: dict[str, object]) -> None:
+           params: dict[str, object]) -> psycopg.Cursor:
     started = time.monotonic()
     cur = conn.execute(statement, params)
     text = statement.as_string(conn)
@@ -342,6 +344,7 @@ def _timed(conn: psycopg.Connection, statement: sql.Composable,
                  " ".join(text.split())[:70])
     log.debug("%s → %s row(s) in %.2f s", first.strip("- "), cur.rowcount,
               time.monotonic() - started)
+    return cur
 
 
 def _consume(conn: psycopg.Connection, days: list[date]) -> None:
@@ -350,16 +353,6 @@ def _consume(conn: psycopg.Connection, days: list[date]) -> None:
     for summary in PREAGGREGATED:
         conn.execute(sql.SQL("DELETE FROM {} WHERE day = ANY(%s)").format(
             summary.staging_identifier), (days,))
-
-
-def _preaggregated_days(conn: psycopg.Connection, days: list[date]) -> list[date]:
-    """The days whose latest change was a load that found them empty and staged their
-    pre-aggregated rows: those rows are the day's, exactly."""
-    return [day for (day,) in conn.execute(
-        "SELECT DISTINCT s.day FROM tchap_stats.active_daily_staged AS s "
-        "JOIN tchap_stats.changed_days AS c "
-        "  ON c.export = %s AND c.day = s.day AND c.last_load_id = s.load_id "
-        "WHERE s.day = ANY(%s::date[]) ORDER BY 1", (EXPORT, days))]
 
 
 def refresh_changed(conn: psycopg.Connection) -> RefreshReport:
@@ -373,11 +366,10 @@ def refresh_changed(conn: psycopg.Connection) -> RefreshReport:
             "ORDER BY day FOR UPDATE", (EXPORT,))]
         plan = Plan.incremental(changed)
         plan.rolling_append = _can_append_rolling(conn, changed)
-        plan.preaggregated_days = _preaggregated_days(conn, plan.days)
-        recompute(conn, plan)
+        from_staging = recompute(conn, plan, from_staging=True)
         _consume(conn, plan.days)
     return RefreshReport(plan.days, plan.months, time.monotonic() - started,
-                         plan.recomputed_months, plan.rolling_append, plan.preaggregated_days)
+                         plan.recomputed_months, plan.rolling_append, from_staging)
 
 
 def whole_months(first: date, last: date) -> list[date]:
