@@ -243,11 +243,12 @@ def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
         # Appending reads single days of user_visits_daily, which its statistics estimate
         # well once they exist; re-analyzing it nightly would cost more as history grows.
         _analyze_if_stale(conn, "tchap_stats", "user_visits_daily")
-        for day in plan.days:  # in date order: each day's spans start after the last ones
-            _run_script(conn, "rolling_today.sql", {"day": day})
-            _analyze_sample(conn, sql.Identifier("rolling_today"))
-            _timed(conn, ACTIVE_ROLLING_30D.statement("_add"), {"day": day})
+        for day in plan.days:  # in date order: each day's latest days follow the last ones
             _run_script(conn, "rolling_last_active_add.sql", {"day": day})
+            window = {"day": day, "rolling_first": day,
+                      "rolling_last": day + timedelta(days=ROLLING_WINDOW - 1)}
+            _timed(conn, ACTIVE_ROLLING_30D.delete(target, "days"), window)
+            _timed(conn, ACTIVE_ROLLING_30D.statement("_add"), window)
         return
     # The recompute reads a range of days, maybe beyond what the statistics know.
     _analyze(conn, sql.Identifier("tchap_stats", "user_visits_daily"))

@@ -1,66 +1,62 @@
 -- Appends one fresh day %(day)s, later than every day the summaries held, to
--- tchap_stats.active_rolling_30d without re-reading the window. A user active that day
--- under a dimension value, whose latest earlier active day under it is P (from
--- rolling_last_active), is newly counted on days max(day, P + 30) .. day + 29: the days no
--- earlier visit of theirs covered. Those spans all end on day + 29, so each is one step up
--- on its first day; the steps are summed day by day and added to the rows there (the
--- provisional rows of the days after the last one included). A user with one instance and
--- domain, today and before (nearly all), has each dimension's previous day read off that
--- pair of rows; the others go the general way, per dimension value. The day's rows are
--- in rolling_today (rolling_today.sql).
-WITH earlier AS (
-    SELECT l.* FROM tchap_stats.rolling_last_active AS l
-    WHERE EXISTS (SELECT FROM rolling_today AS t WHERE t.user_id = l.user_id)
-), several AS (
-    SELECT user_id FROM rolling_today GROUP BY user_id HAVING count(*) > 1
-    UNION
-    SELECT user_id FROM earlier GROUP BY user_id HAVING count(*) > 1
+-- tchap_stats.active_rolling_30d without re-reading the window: run after
+-- rolling_last_active_add.sql has made %(day)s its users' latest active day. That table
+-- then holds, per (user, instance, domain) active in the 30 days ending on %(day)s, the
+-- latest active day overall and per platform: all that the counts of the days %(day)s ..
+-- %(day)s + 29 depend on (those after %(day)s are provisional until their own day comes).
+-- A user counts on day D under a dimension value when its latest day under it is at least
+-- D - 29. So each user adds one to the days through that latest day + 29: counted once per
+-- (dimension value, latest day + 29), then summed over the days. A user with one instance
+-- and domain (nearly all) is one row, counted by grouping sets in one pass over the table;
+-- the others' rows are first merged per user and dimension value. Users are told apart by
+-- a 64-bit hash of their id (integer hashing; a collision only sends a user the general
+-- way, which is exact for everyone). 0.2 s at 80,000 users, against 0.55 s for unpivoting
+-- every row into its dimension values and 1.2 s for the earlier join to the day's rows.
+-- The days' rows are recomputed whole: %(day)s .. %(day)s + 29 (rolling_first ..
+-- rolling_last of the delete before it).
+WITH several AS (
+    SELECT hashtextextended(user_id, 0) AS user_hash
+    FROM tchap_stats.rolling_last_active
+    GROUP BY 1
+    HAVING count(*) > 1
 ), single AS (
-    SELECT d.dimension, d.value, d.previous
-    FROM rolling_today AS t
-    LEFT JOIN earlier AS e ON e.user_id = t.user_id
+    SELECT CASE WHEN GROUPING(instance) = 0 THEN 'instance'
+                WHEN GROUPING(domain) = 0 THEN 'domain'
+                WHEN GROUPING(last_day) = 0 THEN 'overall'
+                ELSE 'platform' END AS dimension,
+           CASE WHEN GROUPING(instance) = 0 THEN instance
+                WHEN GROUPING(domain) = 0 THEN domain
+                WHEN GROUPING(last_web) = 0 THEN 'Web'
+                WHEN GROUPING(last_mobile) = 0 THEN 'Mobile'
+                WHEN GROUPING(last_other) = 0 THEN 'Autre'
+                ELSE '' END AS value,
+           CASE WHEN GROUPING(last_web) = 0 THEN last_web
+                WHEN GROUPING(last_mobile) = 0 THEN last_mobile
+                WHEN GROUPING(last_other) = 0 THEN last_other
+                ELSE last_day END AS last_day,
+           count(*) AS users
+    FROM tchap_stats.rolling_last_active
+    WHERE hashtextextended(user_id, 0) NOT IN (SELECT user_hash FROM several)
+    GROUP BY GROUPING SETS ((last_day), (instance, last_day), (domain, last_day),
+                            (last_web), (last_mobile), (last_other))
+), general AS (
+    SELECT d.dimension, d.value, max(d.last_day) AS last_day, 1 AS users
+    FROM tchap_stats.rolling_last_active AS l
     CROSS JOIN LATERAL (VALUES
-        ('overall', '', e.last_day, true),
-        ('instance', t.instance, CASE WHEN e.instance = t.instance THEN e.last_day END, true),
-        ('domain', t.domain, CASE WHEN e.domain = t.domain THEN e.last_day END, true),
-        ('platform', 'Web', e.last_web, t.web),
-        ('platform', 'Mobile', e.last_mobile, t.mobile),
-        ('platform', 'Autre', e.last_other, t.other)
-    ) AS d(dimension, value, previous, active)
-    WHERE d.active AND t.user_id NOT IN (SELECT user_id FROM several)
-), general_today AS (
-    SELECT DISTINCT user_id, dimension, value
-    FROM tchap_stats.daily_activity
-    WHERE day = %(day)s AND user_id IN (SELECT user_id FROM several)
-), general_earlier AS (
-    SELECT e.user_id, d.dimension, d.value, max(d.last_day) AS last_day
-    FROM earlier AS e
-    CROSS JOIN LATERAL (VALUES
-        ('overall', '', e.last_day), ('instance', e.instance, e.last_day),
-        ('domain', e.domain, e.last_day), ('platform', 'Web', e.last_web),
-        ('platform', 'Mobile', e.last_mobile), ('platform', 'Autre', e.last_other)
+        ('overall', '', l.last_day), ('instance', l.instance, l.last_day),
+        ('domain', l.domain, l.last_day), ('platform', 'Web', l.last_web),
+        ('platform', 'Mobile', l.last_mobile), ('platform', 'Autre', l.last_other)
     ) AS d(dimension, value, last_day)
-    WHERE d.last_day IS NOT NULL AND e.user_id IN (SELECT user_id FROM several)
+    WHERE hashtextextended(l.user_id, 0) IN (SELECT user_hash FROM several)
+    GROUP BY l.user_id, d.dimension, d.value
+), counted_through AS (
+    SELECT dimension, value, last_day + 29 AS through, sum(users) AS users
+    FROM (SELECT * FROM single UNION ALL SELECT * FROM general) AS per_last_day
+    WHERE last_day > %(day)s::date - 30
     GROUP BY 1, 2, 3
-), starts AS (
-    SELECT dimension, value, previous FROM single
-    UNION ALL
-    SELECT t.dimension, t.value, e.last_day
-    FROM general_today AS t
-    LEFT JOIN general_earlier AS e USING (user_id, dimension, value)
-), steps AS (
-    SELECT dimension, value, greatest(%(day)s::date, previous + 30) AS day, count(*) AS step
-    FROM starts
-    GROUP BY 1, 2, 3
-), counted AS (
-    SELECT days.day, dv.dimension, dv.value,
-           sum(coalesce(s.step, 0)) OVER (PARTITION BY dv.dimension, dv.value
-                                          ORDER BY days.day) AS users
-    FROM generate_series(%(day)s::date, %(day)s::date + 29, '1 day') AS days(day)
-    CROSS JOIN (SELECT DISTINCT dimension, value FROM steps) AS dv
-    LEFT JOIN steps AS s
-      ON s.day = days.day AND s.dimension = dv.dimension AND s.value = dv.value
 )
-INSERT INTO tchap_stats.active_rolling_30d AS r (day, dimension, value, users)
-SELECT day, dimension, value, users FROM counted WHERE users > 0
-ON CONFLICT (day, dimension, value) DO UPDATE SET users = r.users + excluded.users;
+INSERT INTO tchap_stats.active_rolling_30d (day, dimension, value, users)
+SELECT days.day, c.dimension, c.value, sum(c.users)
+FROM generate_series(%(day)s::date, %(day)s::date + 29, '1 day') AS days(day)
+JOIN counted_through AS c ON c.through >= days.day
+GROUP BY 1, 2, 3;
