@@ -82,8 +82,8 @@ def tune(url: str) -> None:
         conn.execute("SELECT pg_reload_conf()")
 
 
-def build_history(conn: psycopg.Connection, population: Population, days: list[date],
-                  first_build: bool) -> dict[str, float]:
+def build_history(conn: psycopg.Connection, url: str, population: Population,
+                  days: list[date], first_build: bool) -> dict[str, float]:
     """Append `days` to both systems: tchap-stats' raw table and its summaries (its own
     incremental refresh, a week of new days at a time, as a backfill does), then the
     legacy table, its indexes and views."""
@@ -108,7 +108,7 @@ def build_history(conn: psycopg.Connection, population: Population, days: list[d
                          "(export, day, last_load_id, fresh, rewritten) "
                          "SELECT 'user_daily_visits', day, 0, true, false "
                          "FROM unnest(%s::date[]) AS day", (chunk,))
-        report = refresh_changed(conn)
+        report = refresh_changed(conn, url)
         print(f"    {report.summary()} · {time.perf_counter() - started:.0f} s so far",
               flush=True)
     timings["tchap_stats_history"] = time.perf_counter() - started
@@ -242,7 +242,7 @@ def main() -> None:
                 days = days_between(built_until + timedelta(days=1), nightly - timedelta(days=1))
                 print(f"history {HISTORY_START}..{days[-1]} ({size} days): building "
                       f"{len(days)} day(s) …", flush=True)
-                build = build_history(conn, population, days, first_build=not results)
+                build = build_history(conn, url, population, days, first_build=not results)
                 path = workdir / USER_DAILY_VISITS.file_name(nightly)
                 rows = write_nightly_file(conn, population, nightly, path)
                 s3_client(s3).upload_file(str(path), "bench", path.name)

@@ -305,7 +305,7 @@ def refresh(obj: Context, first: date | None, last: date | None) -> None:
     with connect(url, autocommit=True) as conn:
         require_schema(conn)
         if first is None and last is None:
-            report = refresh_changed(conn)
+            report = refresh_changed(conn, url)
         else:
             first, last = _range(obj, first, last, 1)
             report = refresh_range(conn, first, last)
@@ -374,8 +374,10 @@ def status(obj: Context, limit: int) -> None:
         # Only user_daily_visits has summaries yet; the other exports' changed days wait
         # in the ledger for summaries of their own.
         count, first, last = conn.execute(
-            "SELECT count(*), min(day), max(day) FROM tchap_stats.changed_days "
-            "WHERE export = %s", (SUMMARISED_EXPORT,)).fetchone()
+            "SELECT count(DISTINCT day), min(day), max(day) FROM ("
+            "SELECT day FROM tchap_stats.changed_days WHERE export = %s "
+            "UNION ALL SELECT day FROM tchap_stats.summary_queue) AS waiting",
+            (SUMMARISED_EXPORT,)).fetchone()
         click.echo(f"days waiting for a summary refresh: {count}"
                    + (f" ({first}..{last})" if count else ""))
 

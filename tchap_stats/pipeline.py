@@ -309,5 +309,5 @@ def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
     if refresh_summaries:
         # Once per run, not per file: the days all loads changed (and any left over).
         with connect(database_url, autocommit=True) as conn:
-            refresh = refresh_changed(conn)
+            refresh = refresh_changed(conn, database_url)
     return RunReport(outcomes, time.monotonic() - started, refresh)

@@ -1,9 +1,11 @@
 """Summaries: the tables behind the dashboards' views, recomputed only for what changed.
 
-Loads record the days they changed in tchap_stats.changed_days. A refresh takes those
-days, rewrites their daily summary rows and their months' monthly rows from the raw
-table, and removes the days it consumed, all in one transaction. One SQL file per
-summary (sql/summaries/) serves the incremental refresh, the full recompute and `check`.
+Loads record the days they changed in tchap_stats.changed_days. A refresh hands those days
+out to the queues of two groups of summaries (daily, monthly: GROUPS), then each group
+rewrites its rows for its days (and their months) from the raw table, or adds to them,
+and removes the days it consumed, in one transaction of its own; the two run side by
+side. One SQL file per summary (sql/summaries/) serves the incremental refresh, the full
+recompute and `check`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -21,7 +24,7 @@ from psycopg import sql
 from sqlglot import exp
 
 from .config import SQL_DIR
-from .database import local_setting
+from .database import connect, local_setting
 from .exports import USER_DAILY_VISITS as USER_DAILY_VISITS_EXPORT
 from .load import copy_csv, days_between, month_bounds, partition_name
 from .staging import StagedFile, Stager
@@ -29,7 +32,7 @@ from .staging import StagedFile, Stager
 SUMMARIES_SQL = SQL_DIR / "summaries"
 log = logging.getLogger("tchap_stats")
 EXPORT = "user_daily_visits"
-_REFRESH_LOCK = 0x7C4A_0003  # advisory lock id: one refresh rewrites summaries at a time
+_REFRESH_LOCK = 0x7C4A_0003  # advisory lock id (with a group's index): one refresh a group
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ ACTIVE_ROLLING_30D = Summary("active_rolling_30d", "rolling")  # from user_visit
 SUMMARIES = (USER_VISITS_DAILY, USER_DEVICES_MONTHLY, USER_MONTHS, ACTIVE_DAILY,
              ACTIVE_MONTHLY, ACTIVE_ROLLING_30D)  # in dependency order
 ROLLING_WINDOW = 30
+# Two groups of summaries that read nothing the other writes, refreshed side by side
+# (migration 009): their halves of a night take about as long.
+DAILY = "daily"  # user_visits_daily, active_daily, active_rolling_30d
+MONTHLY = "monthly"  # user_devices_monthly, active_monthly, user_months
+GROUPS = (DAILY, MONTHLY)
 # Computed by DuckDB for a day its load found empty (measured faster than PostgreSQL's
 # recompute; user_visits_daily is not: copying its rows costs more than recomputing them).
 PREAGGREGATED = (ACTIVE_DAILY,)
@@ -189,21 +197,38 @@ class RefreshReport:
 
 
 def recompute(conn: psycopg.Connection, plan: Plan,
-              targets: dict[str, sql.Composable] | None = None,
-              from_staging: bool = False) -> list[date]:
-    """Rewrite the summary rows the plan names. `targets` redirects every summary to
-    another table (check's temporary copies); then nothing is appended, all is recomputed.
-    `from_staging` (the incremental refresh) moves in the rows loads pre-aggregated where
-    they are still the day's; returns the days whose active_daily came from there."""
+              targets: dict[str, sql.Composable] | None = None) -> None:
+    """Rewrite every summary row the plan names (refresh --from/--to, check), both groups
+    in the caller's transaction. `targets` redirects every summary to another table
+    (check's temporary copies); then nothing is appended, all is recomputed."""
     if not plan.days:
-        return []
-    targets = targets or {}
-    tables = {s.table: targets.get(s.table, s.identifier) for s in SUMMARIES}
-    params = plan.parameters()
+        return
+    _analyze_raw(conn, plan.months)
+    recompute_daily(conn, plan, targets)
+    recompute_monthly(conn, plan, targets)
+
+
+def _tables(targets: dict[str, sql.Composable] | None) -> dict[str, sql.Composable]:
+    return {s.table: (targets or {}).get(s.table, s.identifier) for s in SUMMARIES}
+
+
+def _memory_for_a_day(conn: psycopg.Connection) -> None:
     # Sorts and hashes of a day's rows fit in memory instead of spilling (this transaction
     # only; the server's default is 4 MB).
     conn.execute("SET LOCAL work_mem = '64MB'")
-    _analyze_raw(conn, plan.months)
+
+
+def recompute_daily(conn: psycopg.Connection, plan: Plan,
+                    targets: dict[str, sql.Composable] | None = None,
+                    from_staging: bool = False) -> list[date]:
+    """The daily group: user_visits_daily and active_daily for the plan's days, then the
+    rolling window. `from_staging` (the incremental refresh) moves in the active_daily rows
+    loads pre-aggregated where they are still the day's; returns the days it moved."""
+    if not plan.days:
+        return []
+    _memory_for_a_day(conn)
+    tables = _tables(targets)
+    params = plan.parameters()
     staged: set[date] = set()
     for summary in (USER_VISITS_DAILY, ACTIVE_DAILY):
         _timed(conn, summary.delete(tables[summary.table], "days"), params)
@@ -216,25 +241,34 @@ def recompute(conn: psycopg.Connection, plan: Plan,
         if from_raw:
             _timed(conn, summary.statement(target=tables[summary.table]),
                    {**params, "days": from_raw})
-    for summary in (USER_DEVICES_MONTHLY, USER_MONTHS):
-        target = tables[summary.table]
-        if plan.recomputed_months:
-            recomputed = params["recomputed"]
+    _rolling(conn, plan, params, tables["active_rolling_30d"], redirected=bool(targets))
+    return sorted(staged)
+
+
+def recompute_monthly(conn: psycopg.Connection, plan: Plan,
+                      targets: dict[str, sql.Composable] | None = None) -> None:
+    """The monthly group: user_devices_monthly, user_months and active_monthly, recomputed
+    for the plan's recomputed months, added to for its added days."""
+    if not plan.days:
+        return
+    _memory_for_a_day(conn)
+    tables = _tables(targets)
+    params = plan.parameters()
+    if plan.recomputed_months:
+        recomputed = params["recomputed"]
+        for summary in (USER_DEVICES_MONTHLY, USER_MONTHS):
+            target = tables[summary.table]
             _timed(conn, summary.delete(target, "months"), recomputed)
             _timed(conn, summary.statement(target=target), recomputed)
-    if plan.recomputed_months:
-        _timed(conn, ACTIVE_MONTHLY.delete(tables["active_monthly"], "months"),
-               params["recomputed"])
+        _timed(conn, ACTIVE_MONTHLY.delete(tables["active_monthly"], "months"), recomputed)
         _timed(conn, ACTIVE_MONTHLY.statement(
             target=tables["active_monthly"],
-            user_devices_monthly=tables["user_devices_monthly"]), params["recomputed"])
+            user_devices_monthly=tables["user_devices_monthly"]), recomputed)
     if plan.added_days:  # never with targets: check recomputes every month
         # Adds to user_devices_monthly and counts what it added into active_monthly.
         _timed(conn, USER_DEVICES_MONTHLY.statement("_add"), params["added"])
         _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"]),
                params["added"])
-    _rolling(conn, plan, params, tables["active_rolling_30d"], redirected=bool(targets))
-    return sorted(staged)
 
 
 def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
@@ -244,7 +278,10 @@ def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
         # well once they exist; re-analyzing it nightly would cost more as history grows.
         _analyze_if_stale(conn, "tchap_stats", "user_visits_daily")
         for day in plan.days:  # in date order: each day's latest days follow the last ones
-            _run_script(conn, "rolling_last_active_add.sql", {"day": day})
+            # The rewrite full-joins 80,000 rows with the day's: hashing them takes half the
+            # time of sorting both on their text keys, which the planner would pick.
+            with local_setting(conn, "enable_mergejoin", "off"):
+                _run_script(conn, "rolling_last_active_add.sql", {"day": day})
             window = {"day": day, "rolling_first": day,
                       "rolling_last": day + timedelta(days=ROLLING_WINDOW - 1)}
             _timed(conn, ACTIVE_ROLLING_30D.delete(target, "days"), window)
@@ -327,6 +364,12 @@ def _can_append_rolling(conn: psycopg.Connection, changed: list[ChangedDay]) -> 
     return held_until == through and (held_until is None or held_until < min(days))
 
 
+def _run_file(conn: psycopg.Connection, name: str, params: dict[str, object]
+              ) -> psycopg.Cursor:
+    """A file of one statement."""
+    return _timed(conn, sql.SQL((SUMMARIES_SQL / name).read_text()), params)
+
+
 def _run_script(conn: psycopg.Connection, name: str, params: dict[str, object]) -> None:
     """A file of several statements (each ends a line with ';'), run one at a time."""
     text = (SUMMARIES_SQL / name).read_text()
@@ -348,29 +391,73 @@ def _timed(conn: psycopg.Connection, statement: sql.Composable,
     return cur
 
 
-def _consume(conn: psycopg.Connection, days: list[date]) -> None:
-    conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s AND day = ANY(%s)",
-                 (EXPORT, days))
-    for summary in PREAGGREGATED:
-        conn.execute(sql.SQL("DELETE FROM {} WHERE day = ANY(%s)").format(
-            summary.staging_identifier), (days,))
+def _consume(conn: psycopg.Connection, group: str, days: list[date]) -> None:
+    conn.execute("DELETE FROM tchap_stats.summary_queue "
+                 "WHERE summary_group = %s AND day = ANY(%s)", (group, days))
+    if group == DAILY:
+        for summary in PREAGGREGATED:
+            conn.execute(sql.SQL("DELETE FROM {} WHERE day = ANY(%s)").format(
+                summary.staging_identifier), (days,))
 
 
-def refresh_changed(conn: psycopg.Connection) -> RefreshReport:
-    """Consume tchap_stats.changed_days: recompute or add to what those days affect, in
-    one transaction with the removal of the days consumed."""
-    started = time.monotonic()
+def _lock_groups(conn: psycopg.Connection, groups: Iterable[str]) -> None:
+    """One refresh of a group at a time; always taken in GROUPS order (no cycles)."""
+    for group in sorted(groups, key=GROUPS.index):
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                     (_REFRESH_LOCK, GROUPS.index(group)))
+
+
+def _hand_out(conn: psycopg.Connection) -> None:
+    """Hand the days loads changed out to every group's queue (sql/summaries/
+    summary_queue.sql), and bring the statistics of their month partitions up to date
+    for both groups, in one short transaction."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REFRESH_LOCK,))
+        days = sorted({day for (day,) in _run_file(conn, "summary_queue.sql",
+                                                    {"groups": list(GROUPS)})})
+        _analyze_raw(conn, sorted({d.replace(day=1) for d in days}))
+
+
+def _refresh_group(conn: psycopg.Connection, group: str) -> RefreshReport:
+    """Consume the group's queue: recompute or add to what its days affect, in one
+    transaction with the removal of the days consumed."""
+    started = time.monotonic()
+    report = RefreshReport()
+    with conn.transaction():
+        _lock_groups(conn, [group])
         changed = [ChangedDay(*row) for row in conn.execute(
-            "SELECT day, fresh, rewritten FROM tchap_stats.changed_days WHERE export = %s "
-            "ORDER BY day FOR UPDATE", (EXPORT,))]
+            "SELECT day, fresh, rewritten FROM tchap_stats.summary_queue "
+            "WHERE summary_group = %s ORDER BY day FOR UPDATE", (group,))]
         plan = Plan.incremental(changed)
-        plan.rolling_append = _can_append_rolling(conn, changed)
-        from_staging = recompute(conn, plan, from_staging=True)
-        _consume(conn, plan.days)
-    return RefreshReport(plan.days, plan.months, time.monotonic() - started,
-                         plan.recomputed_months, plan.rolling_append, from_staging)
+        if group == DAILY:
+            plan.rolling_append = _can_append_rolling(conn, changed)
+            report.preaggregated_days = recompute_daily(conn, plan, from_staging=True)
+            report.rolling_append = plan.rolling_append
+        else:
+            recompute_monthly(conn, plan)
+            report.months, report.recomputed_months = plan.months, plan.recomputed_months
+        _consume(conn, group, plan.days)
+    report.days, report.seconds = plan.days, time.monotonic() - started
+    return report
+
+
+def refresh_changed(conn: psycopg.Connection, database_url: str | None = None
+                    ) -> RefreshReport:
+    """Hand the days loads changed out to the groups' queues, then refresh each group from
+    its queue in a transaction of its own. With `database_url`, the monthly group runs on a
+    second connection, side by side with the daily one (PostgreSQL runs each on a core)."""
+    started = time.monotonic()
+    _hand_out(conn)
+    if database_url is None:
+        daily, monthly = (_refresh_group(conn, group) for group in GROUPS)
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="refresh") as pool, \
+                connect(database_url, autocommit=True) as second:
+            later = pool.submit(_refresh_group, second, MONTHLY)
+            daily = _refresh_group(conn, DAILY)
+            monthly = later.result()
+    return RefreshReport(sorted(set(daily.days) | set(monthly.days)), monthly.months,
+                         time.monotonic() - started, monthly.recomputed_months,
+                         daily.rolling_append, daily.preaggregated_days)
 
 
 def whole_months(first: date, last: date) -> list[date]:
@@ -383,9 +470,12 @@ def refresh_range(conn: psycopg.Connection, first: date, last: date) -> RefreshR
     started = time.monotonic()
     plan = Plan.full(whole_months(first, last))
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REFRESH_LOCK,))
+        _lock_groups(conn, GROUPS)
         recompute(conn, plan)
-        _consume(conn, plan.days)
+        conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s "
+                     "AND day = ANY(%s)", (EXPORT, plan.days))
+        for group in GROUPS:
+            _consume(conn, group, plan.days)
     return RefreshReport(plan.days, plan.months, time.monotonic() - started,
                          plan.recomputed_months)
 

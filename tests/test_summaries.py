@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tchap_stats.cli import cli
 from tchap_stats.generate import Options, generate
 from tchap_stats.schema import DASHBOARD_NAMES
-from tchap_stats.summaries import SUMMARIES, check, refresh_range
+from tchap_stats.summaries import SUMMARIES, check, refresh_changed, refresh_range
 
 from .conftest import load, write_file
 
@@ -39,6 +39,7 @@ def reset(conn: psycopg.Connection) -> None:
     """Empty the raw table, every summary and the ledger."""
     tables = ", ".join(f"tchap_stats.{s.table}" for s in SUMMARIES)
     conn.execute(f"TRUNCATE user_daily_visits, tchap_stats.changed_days, {tables}, "
+                 "tchap_stats.summary_queue, "
                  "tchap_stats.rolling_last_active; TRUNCATE tchap_stats.loads CASCADE; "
                  "UPDATE tchap_stats.rolling_state SET through_day = NULL")
 
@@ -316,6 +317,7 @@ def test_no_refresh_leaves_the_changed_days_for_the_next_refresh(settings, datab
     assert refreshed.exit_code == 0, refreshed.output
     assert f"{waiting} day(s)" in refreshed.output
     assert db.execute("SELECT count(*) FROM tchap_stats.changed_days").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM tchap_stats.summary_queue").fetchone()[0] == 0
     assert check(db, FIRST, FIRST)[0] == 0
 
 
@@ -396,3 +398,22 @@ def test_a_day_above_the_preaggregation_bound_is_recomputed(settings, database_u
     refresh = load(settings, database_url, exports_dir, [day]).refresh
     assert refresh.preaggregated_days == [late]  # 1 row; the day's 3 rows are above 2
     assert check(db, late, day)[0] == 0
+
+
+def test_a_group_that_fails_keeps_its_days_and_the_other_group_commits(
+        settings, database_url, db, exports_dir):
+    generate(FIRST, FIRST, str(exports_dir), Options(rows_per_day=200))
+    db.execute("ALTER TABLE tchap_stats.user_months "
+               "ADD CONSTRAINT refuse_every_row CHECK (false) NOT VALID")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        load(settings, database_url, exports_dir, [FIRST])
+    waiting = db.execute("SELECT DISTINCT summary_group FROM tchap_stats.summary_queue"
+                         ).fetchall()
+    assert waiting == [("monthly",)]  # the daily group committed its days
+    assert db.execute("SELECT count(*) FROM tchap_stats.user_visits_daily").fetchone()[0] > 0
+    assert db.execute("SELECT count(*) FROM tchap_stats.user_months").fetchone()[0] == 0
+    db.execute("ALTER TABLE tchap_stats.user_months DROP CONSTRAINT refuse_every_row")
+    report = refresh_changed(db, database_url)
+    assert FIRST in report.days and report.months == [FIRST.replace(day=1)]
+    assert db.execute("SELECT count(*) FROM tchap_stats.summary_queue").fetchone()[0] == 0
+    assert check(db, FIRST - timedelta(days=1), FIRST)[0] == 0
