@@ -6,6 +6,8 @@ Exit codes: 0 success Â· 1 failure (a file failed, or the run could not start) Â
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import sys
 from datetime import date, timedelta
@@ -439,6 +441,12 @@ def demo(obj: Context, days: int, rows_per_day: int) -> None:
 
 
 def main() -> None:
+    # The libraries loaded (sqlglot, botocore, psycopg, DuckDB) are hundreds of thousands
+    # of long-lived objects that every full garbage collection walks, the last one at exit
+    # too (0.3 to 0.4 s of a nightly sync). Frozen, collections skip them: those already
+    # loaded now, everything at exit (after the other exit handlers have run).
+    gc.freeze()
+    atexit.register(gc.freeze)
     cli(prog_name="tchap-stats")
 
 
