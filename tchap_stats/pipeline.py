@@ -30,7 +30,7 @@ from .load import DayWriter, ensure_partitions, lock_days, summarize_new_ranges
 from .schema import require_schema
 from .source import LocalSource, S3Source, SourceError
 from .staging import StagedFile, Stager, StagingError
-from .summaries import RefreshReport, preaggregate, refresh_changed
+from .summaries import Preaggregation, RefreshReport, refresh_changed
 
 log = logging.getLogger("tchap_stats")
 
@@ -182,11 +182,10 @@ class Loader:
             outcome.rows_read, outcome.rows_rejected = staged.rows_read, staged.rows_rejected
             self._check_rejects(staged.rows_read, staged.rows_rejected)
             ensure_partitions(self.conn, export, list(staged.days), self.settings.timezone)
-            with self.conn.transaction():
+            with Preaggregation(self.stager, staged, load_id, self.settings.preaggregate
+                                ) as preaggregation, self.conn.transaction():
                 results = self._write(staged, replace)
-                if self.settings.preaggregate:
-                    preaggregate(self.conn, self.stager, staged,
-                                 [r.day for r in results if r.was_empty], load_id)
+                preaggregation.copy(self.conn, [r.day for r in results if r.was_empty])
                 ledger.save_rejects(self.conn, load_id, file.key, staged.rejects)
                 outcome.rows_loaded = sum(r.loaded for r in results)
                 outcome.rows_duplicate = (staged.duplicates_in_file

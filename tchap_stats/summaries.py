@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -104,22 +104,47 @@ def preaggregate_sql(summary: Summary) -> tuple[str, tuple[str, ...]]:
     return select.sql(dialect="duckdb"), columns
 
 
-def preaggregate(conn: psycopg.Connection, stager: Stager, staged: StagedFile,
-                 days: list[date], load_id: int) -> None:
-    """In a load's transaction: the pre-aggregated summaries of the days the load found
-    empty (the file's rows of such a day are the whole day) and that hold at most
-    PREAGGREGATE_MAX_ROWS rows, computed by DuckDB from the staged rows and copied into
-    their staging tables for the next refresh."""
-    if staged.export.name != EXPORT:
-        return
-    days = [day for day in days if staged.days[day] <= PREAGGREGATE_MAX_ROWS]
-    for summary in PREAGGREGATED:
-        query, columns = preaggregate_sql(summary)
-        for day in days:
-            rows = stager.stream_over_day(
-                staged, day, f"SELECT $load_id, * FROM ({query})",
-                {"days": [day], "load_id": load_id})
-            copy_csv(conn, summary.staging_identifier, ("load_id", *columns), rows)
+def _csv_of_day(stager: Stager, staged: StagedFile, day: date, query: str,
+                load_id: int) -> bytes:
+    return b"".join(stager.stream_over_day(staged, day, query,
+                                           {"days": [day], "load_id": load_id}))
+
+
+class Preaggregation:
+    """The pre-aggregated summaries of a load's days, computed by DuckDB from the staged
+    rows on a thread of their own while PostgreSQL writes the rows (0.2 s a night off the
+    load), then copied in the load's transaction for the days the load found empty: the
+    file's rows of such a day are the whole day. Days of more than PREAGGREGATE_MAX_ROWS
+    rows are left to the refresh. Use as a context manager: leaving waits for the thread.
+    A day found not empty wastes its aggregate (an overlap day's 2,000 rows: milliseconds)."""
+
+    def __init__(self, stager: Stager, staged: StagedFile, load_id: int, enabled: bool = True):
+        days = [day for day, rows in sorted(staged.days.items())
+                if rows <= PREAGGREGATE_MAX_ROWS]
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="preaggregate")
+        self._results: dict[tuple[Summary, date], Future[bytes]] = {}
+        if not enabled or staged.export.name != EXPORT:
+            return
+        for summary in PREAGGREGATED:
+            query = f"SELECT $load_id, * FROM ({preaggregate_sql(summary)[0]})"
+            for day in days:
+                self._results[summary, day] = self._pool.submit(
+                    _csv_of_day, stager, staged, day, query, load_id)
+
+    def copy(self, conn: psycopg.Connection, empty_days: Iterable[date]) -> None:
+        """Into the staging tables, the rows of the days the load found empty."""
+        for day in sorted(empty_days):
+            for summary in PREAGGREGATED:
+                if (summary, day) in self._results:
+                    columns = preaggregate_sql(summary)[1]
+                    copy_csv(conn, summary.staging_identifier, ("load_id", *columns),
+                             [self._results[summary, day].result()])
+
+    def __enter__(self) -> Preaggregation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)
