@@ -496,11 +496,13 @@ def refresh_range(conn: psycopg.Connection, first: date, last: date) -> RefreshR
     plan = Plan.full(whole_months(first, last))
     with conn.transaction():
         _lock_groups(conn, GROUPS)
-        recompute(conn, plan)
+        # Consumed first: a load that commits while the recompute runs leaves a changed
+        # day of its own for the next refresh, rather than one this one deletes unseen.
         conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s "
                      "AND day = ANY(%s)", (EXPORT, plan.days))
         for group in GROUPS:
             _consume(conn, group, plan.days)
+        recompute(conn, plan)
     return RefreshReport(plan.days, plan.months, time.monotonic() - started,
                          plan.recomputed_months)
 
