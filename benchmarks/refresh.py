@@ -179,14 +179,17 @@ def legacy_nightly(url: str, path: Path, day: date) -> dict[str, float]:
         return steps
 
 
+def tchap_stats_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "tchap-stats"), "--source", "s3://bench", *args]
+
+
 def warm_up(env: dict[str, str], day: date) -> float:
     """A `sync` of a day with no file (exit 3) before the measured one: it reads the same
     program files from disk (Python, DuckDB, psycopg, boto3), and touches no data. The
     legacy path runs inside this warm process; without it, tchap-stats' start pays for
     the page cache the history build just filled (0.6 to 0.8 s, README)."""
-    command = [str(Path(sys.executable).parent / "tchap-stats"), "--source", "s3://bench",
-               "sync", "--date", day.isoformat(), "--only", "user_daily_visits",
-               "--no-refresh"]
+    command = tchap_stats_command("sync", "--date", day.isoformat(), "--only",
+                                  "user_daily_visits", "--no-refresh")
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 3:  # 3: the expected file is missing
@@ -198,8 +201,8 @@ def tchap_stats_nightly(url: str, env: dict[str, str], day: date) -> tuple[float
     env = {**env, "DATABASE_URL": url}
     warmed = warm_up(env, day + timedelta(days=1))
     waited = quiet(url)
-    command = [str(Path(sys.executable).parent / "tchap-stats"), "--source", "s3://bench",
-               "-v", "sync", "--date", day.isoformat(), "--only", "user_daily_visits"]
+    command = tchap_stats_command("-v", "sync", "--date", day.isoformat(), "--only",
+                                  "user_daily_visits")
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started

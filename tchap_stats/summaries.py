@@ -39,6 +39,7 @@ _REFRESH_LOCK = 0x7C4A_0003  # advisory lock id (with a group's index): one refr
 class Summary:
     table: str  # in schema tchap_stats; its SQL file is sql/summaries/{table}.sql
     grain: str  # "day", "month", or "rolling" (every day whose window holds a changed day)
+    group: str  # the refresh group (GROUPS) that rewrites it
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -61,21 +62,20 @@ class Summary:
             target, sql.Identifier(self.grain), sql.Placeholder(by))
 
 
-USER_VISITS_DAILY = Summary("user_visits_daily", "day")
-USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month")
-USER_MONTHS = Summary("user_months", "month")
-ACTIVE_DAILY = Summary("active_daily", "day")
+# Two groups of summaries that read nothing the other writes, refreshed side by side
+# (migration 009): their halves of a night take about as long.
+DAILY, MONTHLY = "daily", "monthly"
+GROUPS = (DAILY, MONTHLY)
+USER_VISITS_DAILY = Summary("user_visits_daily", "day", DAILY)
+USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month", MONTHLY)
+USER_MONTHS = Summary("user_months", "month", MONTHLY)
+ACTIVE_DAILY = Summary("active_daily", "day", DAILY)
 # Counted from user_devices_monthly; added to by user_devices_monthly_add.sql.
-ACTIVE_MONTHLY = Summary("active_monthly", "month")
-ACTIVE_ROLLING_30D = Summary("active_rolling_30d", "rolling")  # from user_visits_daily
+ACTIVE_MONTHLY = Summary("active_monthly", "month", MONTHLY)
+ACTIVE_ROLLING_30D = Summary("active_rolling_30d", "rolling", DAILY)  # from user_visits_daily
 SUMMARIES = (USER_VISITS_DAILY, USER_DEVICES_MONTHLY, USER_MONTHS, ACTIVE_DAILY,
              ACTIVE_MONTHLY, ACTIVE_ROLLING_30D)  # in dependency order
 ROLLING_WINDOW = 30
-# Two groups of summaries that read nothing the other writes, refreshed side by side
-# (migration 009): their halves of a night take about as long.
-DAILY = "daily"  # user_visits_daily, active_daily, active_rolling_30d
-MONTHLY = "monthly"  # user_devices_monthly, active_monthly, user_months
-GROUPS = (DAILY, MONTHLY)
 # Computed by DuckDB for a day its load found empty (measured faster than PostgreSQL's
 # recompute; user_visits_daily is not: copying its rows costs more than recomputing them).
 PREAGGREGATED = (ACTIVE_DAILY,)
@@ -119,12 +119,12 @@ class Preaggregation:
     A day found not empty wastes its aggregate (an overlap day's 2,000 rows: milliseconds)."""
 
     def __init__(self, stager: Stager, staged: StagedFile, load_id: int, enabled: bool = True):
-        days = [day for day, rows in sorted(staged.days.items())
-                if rows <= PREAGGREGATE_MAX_ROWS]
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="preaggregate")
         self._results: dict[tuple[Summary, date], Future[bytes]] = {}
         if not enabled or staged.export.name != EXPORT:
             return
+        days = [day for day, rows in sorted(staged.days.items())
+                if rows <= PREAGGREGATE_MAX_ROWS]
         for summary in PREAGGREGATED:
             query = f"SELECT $load_id, * FROM ({preaggregate_sql(summary)[0]})"
             for day in days:
@@ -419,8 +419,8 @@ def _timed(conn: psycopg.Connection, statement: sql.Composable,
 def _consume(conn: psycopg.Connection, group: str, days: list[date]) -> None:
     conn.execute("DELETE FROM tchap_stats.summary_queue "
                  "WHERE summary_group = %s AND day = ANY(%s)", (group, days))
-    if group == DAILY:
-        for summary in PREAGGREGATED:
+    for summary in PREAGGREGATED:
+        if summary.group == group:
             conn.execute(sql.SQL("DELETE FROM {} WHERE day = ANY(%s)").format(
                 summary.staging_identifier), (days,))
 
@@ -465,21 +465,17 @@ def _refresh_group(conn: psycopg.Connection, group: str) -> RefreshReport:
     return report
 
 
-def refresh_changed(conn: psycopg.Connection, database_url: str | None = None
-                    ) -> RefreshReport:
+def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshReport:
     """Hand the days loads changed out to the groups' queues, then refresh each group from
-    its queue in a transaction of its own. With `database_url`, the monthly group runs on a
-    second connection, side by side with the daily one (PostgreSQL runs each on a core)."""
+    its queue in a transaction of its own: the monthly group on a second connection to
+    `database_url`, side by side with the daily one (PostgreSQL runs each on a core)."""
     started = time.monotonic()
     _hand_out(conn)
-    if database_url is None:
-        daily, monthly = (_refresh_group(conn, group) for group in GROUPS)
-    else:
-        with ThreadPoolExecutor(1, thread_name_prefix="refresh") as pool, \
-                connect(database_url, autocommit=True) as second:
-            later = pool.submit(_refresh_group, second, MONTHLY)
-            daily = _refresh_group(conn, DAILY)
-            monthly = later.result()
+    with ThreadPoolExecutor(1, thread_name_prefix="refresh") as pool, \
+            connect(database_url, autocommit=True) as second:
+        later = pool.submit(_refresh_group, second, MONTHLY)
+        daily = _refresh_group(conn, DAILY)
+        monthly = later.result()
     return RefreshReport(sorted(set(daily.days) | set(monthly.days)), monthly.months,
                          time.monotonic() - started, monthly.recomputed_months,
                          daily.rolling_append, daily.preaggregated_days)
