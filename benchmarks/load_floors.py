@@ -4,11 +4,11 @@ For the same generated day (default 1,000,000 rows), in one run:
   - DuckDB reading the file through the moto S3 server with no typing at all
     (SELECT count(*) FROM read_csv), with 16 MiB and 32 MiB reads, and from the local file;
   - PostgreSQL ingesting the main day's deduplicated, classified rows (9 columns, as the
-    loader streams them) into an empty month partition, from a file, as CSV and in
-    PostgreSQL's binary COPY format (no DuckDB running meanwhile);
+    loader streams them) into an empty month partition, from a file, in the COPY text
+    format the loader streams and in the binary format (no DuckDB running meanwhile);
   - (a), the ceiling of benchmarks/load.py.
 Deduplication needs the whole file before any row is written, and a load is one
-transaction on one connection: the best read plus the CSV ingest is a floor for (b).
+transaction on one connection: the best read plus the text ingest is a floor for (b).
 
     .venv/bin/python benchmarks/load_floors.py --rows 1000000
 """
@@ -96,8 +96,8 @@ def main() -> None:
         local_file = local.find(path.name)
         assert local_file is not None
         staged = stager.stage(USER_DAILY_VISITS, local, local_file)
-        rows_csv = work / "rows.csv"
-        with rows_csv.open("wb") as out:
+        rows_text = work / "rows.txt"
+        with rows_text.open("wb") as out:
             for chunk in stager.stream_day(staged, day):
                 out.write(chunk)
         stager.close()
@@ -106,8 +106,8 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
             ensure_partitions(conn, USER_DAILY_VISITS, [day])
-        figures["PostgreSQL ingest, CSV"] = best(
-            args.repeat, lambda: ingest_seconds(url, table, rows_csv, "csv"))
+        figures["PostgreSQL ingest, text"] = best(
+            args.repeat, lambda: ingest_seconds(url, table, rows_text, "text"))
         rows_binary = work / "rows.bin"
         with psycopg.connect(url, autocommit=True) as conn, rows_binary.open("wb") as out:
             query = sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(sql.Identifier(table))
@@ -124,7 +124,7 @@ def main() -> None:
         print(f"  {name:<40}{seconds:>8.2f} s")
     read = min(figures["read through moto, 16 MiB reads"],
                figures["read through moto, 32 MiB reads"])
-    floor = read + figures["PostgreSQL ingest, CSV"]
+    floor = read + figures["PostgreSQL ingest, text"]
     ceiling = figures["(a) ceiling"]
     print(f"\nfloor of (b) before process start, typing, deduplication, classification: "
           f"{floor:.2f} s, so (b)/(a) ≤ {ceiling / floor:.2f} (target 0.6 needs "

@@ -8,7 +8,7 @@ When a day is new to the database (the nightly case), its rows of the two daily 
            transaction); or
   (DuckDB) aggregated by DuckDB from the staged, deduplicated, classified rows of the day
            (benchmarks/sql/preaggregate_*.sql over sql/staging/loadable_rows.sql), and
-           streamed into the same tables with COPY (FORMAT csv) through a FIFO, as
+           streamed into the same tables with COPY (text format) through a FIFO, as
            tchap_stats/load.py streams the raw rows: no row passes through Python.
 Both paths start from the same state: the day loaded by the real pipeline (no summaries),
 the summary tables empty, a CHECKPOINT. DuckDB is timed two ways: "split" (aggregate into a
@@ -171,19 +171,20 @@ def aggregate_sql(summary: Summary, staged: StagedFile) -> str:
     return text.format(loadable_rows=loadable_rows_sql(staged))
 
 
-def duckdb_csv(stager: Stager, query: str, params: dict[str, object]) -> Iterator[bytes]:
-    """CSV bytes of `query`, streamed by DuckDB through a FIFO (Stager.stream_csv)."""
-    return stager.stream_csv(query, params)
+def duckdb_rows(stager: Stager, query: str, params: dict[str, object]) -> Iterator[bytes]:
+    """`query`'s rows in COPY text format, streamed by DuckDB through a FIFO
+    (Stager.stream_rows)."""
+    return stager.stream_rows(query, params)
 
 
 def copy_into(conn: psycopg.Connection, stager: Stager, summary: Summary, query: str,
               params: dict[str, object]) -> None:
     """Stream `query`'s rows into the summary's table, as DayWriter._copy_day does."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         summary.identifier, sql.SQL(", ").join(map(sql.Identifier, COLUMNS[summary.table])))
     cursor = conn.cursor()
     with cursor.copy(statement, writer=LibpqWriter(cursor)) as copy:
-        for chunk in duckdb_csv(stager, query, params):
+        for chunk in duckdb_rows(stager, query, params):
             copy.write(chunk)
 
 

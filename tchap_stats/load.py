@@ -116,10 +116,11 @@ def hash_joins(conn: psycopg.Connection) -> AbstractContextManager[None]:
     return local_setting(conn, "enable_nestloop", "off")
 
 
-def copy_csv(conn: psycopg.Connection, target: sql.Composable, columns: tuple[str, ...],
-             chunks: Iterable[bytes]) -> None:
-    """COPY a stream of CSV bytes (DuckDB's, through its pipe) into `target`'s columns."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+def copy_rows(conn: psycopg.Connection, target: sql.Composable, columns: tuple[str, ...],
+              chunks: Iterable[bytes]) -> None:
+    """COPY a stream of rows in the text format (DuckDB's, through its pipe, see
+    Stager.stream_rows) into `target`'s columns."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         target, sql.SQL(", ").join(map(sql.Identifier, columns)))
     cursor = conn.cursor()
     # The synchronous writer blocks while PostgreSQL is busy, so DuckDB's output waits
@@ -142,8 +143,8 @@ class DayWriter:
         self._incoming: sql.Identifier | None = None
 
     def _copy_day(self, target: sql.Composable, day: date) -> None:
-        copy_csv(self.conn, target, self.export.table_columns,
-                 self.stager.stream_day(self.staged, day))
+        copy_rows(self.conn, target, self.export.table_columns,
+                  self.stager.stream_day(self.staged, day))
 
     def _parts(self, day: date) -> tuple[dict[str, sql.Composable], dict[str, object]]:
         """The relation a day's rows live in, the condition selecting them (on alias t),

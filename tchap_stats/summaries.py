@@ -26,7 +26,7 @@ from sqlglot import exp
 from .config import SQL_DIR
 from .database import connect, local_setting
 from .exports import USER_DAILY_VISITS as USER_DAILY_VISITS_EXPORT
-from .load import copy_csv, days_between, month_bounds, partition_name
+from .load import copy_rows, days_between, month_bounds, partition_name
 from .staging import StagedFile, Stager
 
 SUMMARIES_SQL = SQL_DIR / "summaries"
@@ -104,7 +104,7 @@ def preaggregate_sql(summary: Summary) -> tuple[str, tuple[str, ...]]:
     return select.sql(dialect="duckdb"), columns
 
 
-def _csv_of_day(stager: Stager, staged: StagedFile, day: date, query: str,
+def _rows_of_day(stager: Stager, staged: StagedFile, day: date, query: str,
                 load_id: int) -> bytes:
     return b"".join(stager.stream_over_day(staged, day, query,
                                            {"days": [day], "load_id": load_id}))
@@ -129,7 +129,7 @@ class Preaggregation:
             query = f"SELECT $load_id, * FROM ({preaggregate_sql(summary)[0]})"
             for day in days:
                 self._results[summary, day] = self._pool.submit(
-                    _csv_of_day, stager, staged, day, query, load_id)
+                    _rows_of_day, stager, staged, day, query, load_id)
 
     def copy(self, conn: psycopg.Connection, empty_days: Iterable[date]) -> None:
         """Into the staging tables, the rows of the days the load found empty."""
@@ -137,8 +137,8 @@ class Preaggregation:
             for summary in PREAGGREGATED:
                 if (summary, day) in self._results:
                     columns = preaggregate_sql(summary)[1]
-                    copy_csv(conn, summary.staging_identifier, ("load_id", *columns),
-                             [self._results[summary, day].result()])
+                    copy_rows(conn, summary.staging_identifier, ("load_id", *columns),
+                              [self._results[summary, day].result()])
 
     def __enter__(self) -> Preaggregation:
         return self
