@@ -83,7 +83,7 @@ def main() -> None:
         s3_source = S3Source(s3, "bench", "")
         s3_file = s3_source.find(path.name)
         assert s3_file is not None
-        stager._prepare_s3(s3_source)
+        stager.prepare(s3_source)
         figures: dict[str, float] = {}
         for mib in (16, 32):
             figures[f"read through moto, {mib} MiB reads"] = best(

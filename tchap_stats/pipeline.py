@@ -261,13 +261,19 @@ def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
         refresh_summaries: bool = True) -> RunReport:
     started = time.monotonic()
     tasks = [(export, day) for day in days for export in exports]
-    with connect(database_url, autocommit=True) as conn:
-        require_schema(conn)
-        interrupted = ledger.mark_interrupted(conn)
-        if interrupted:
-            log.warning("%d load(s) left running by a stopped process marked interrupted; "
-                        "their files are loaded again when asked", interrupted)
     stager = Stager(settings)
+    try:
+        # First, so that DuckDB loads httpfs while the S3 client is being created.
+        stager.prepare(source)
+        with connect(database_url, autocommit=True) as conn:
+            require_schema(conn)
+            interrupted = ledger.mark_interrupted(conn)
+            if interrupted:
+                log.warning("%d load(s) left running by a stopped process marked "
+                            "interrupted; their files are loaded again when asked", interrupted)
+    except BaseException:
+        stager.close()
+        raise
     local = threading.local()
     loaders: list[Loader] = []
     lock = threading.Lock()

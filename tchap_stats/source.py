@@ -8,6 +8,7 @@ It never downloads a whole file: DuckDB reads the data itself.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -95,7 +96,16 @@ class S3Source:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.description = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self.client = s3_client(settings)
+        # Creating a boto3 client takes a quarter of a second of Python (botocore loads the
+        # S3 model): it happens on a thread of its own while the run opens its connections
+        # and DuckDB loads httpfs, which leave the interpreter free.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="s3-client")
+        self._client: Future = pool.submit(s3_client, settings)
+        pool.shutdown(wait=False)
+
+    @property
+    def client(self):
+        return self._client.result()
 
     @property
     def s3(self) -> S3Settings:

@@ -305,7 +305,9 @@ class Stager:
     def close(self) -> None:
         self.db.close()
 
-    def _prepare_s3(self, source: Source) -> None:
+    def prepare(self, source: Source) -> None:
+        """Ready DuckDB to read `source` (for S3: load httpfs, create the secret). Staging
+        does it when needed; a run does it first, while other work waits on the network."""
         s3 = source.s3
         if s3 is None:
             return
@@ -335,7 +337,7 @@ class Stager:
         if file_date is None and any(d.duckdb_sql == FILE_DATE for d in export.derived):
             raise StagingError(f"{file.key}: no extraction date (YYYY-MM-DD) in the file's name")
         check_header(export, file, source.first_line(file))
-        self._prepare_s3(source)
+        self.prepare(source)
         n = next(self._ids)
         checked, losers = f"checked_{n}", f"losers_{n}"
         reader_rejects, reader_scans = f"reader_rejects_{n}", f"reader_scans_{n}"
