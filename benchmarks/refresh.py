@@ -9,13 +9,15 @@ on the same PostgreSQL, the nightly work of both systems for the next day's file
   tchap-stats  `tchap-stats sync --date D --only user_daily_visits` as its own process,
                reading the file from S3 (a moto server on loopback): load + summaries.
 The nightly days fall on month ends (2025-01-30, 04-30, 12-31), the worst case for work
-that re-reads a month. Each night starts on a quiet server (no autovacuum worker at work,
-then a CHECKPOINT), tchap-stats' first: the legacy REFRESH reads the whole table. The
-legacy path runs inside this process; tchap-stats' sync follows a warm-up process (a sync
-of a day with no file, which touches no data), so that both start with their program
-files in the page cache, and with tchap-stats' bytecode compiled, as an installed package
-has it (pip compiles it at install; the warm-up writes it under the run's directory, even
-where PYTHONDONTWRITEBYTECODE is set, as on these machines). History is generated inside
+that re-reads a month. Each system's night follows its own history build (tchap-stats':
+build, night; then the legacy's: build, night), so neither finds its data evicted by the
+other's build. Each night starts on a quiet server (no autovacuum worker at work, then a
+CHECKPOINT) and runs with autovacuum paused (resumed after it). The legacy path runs
+inside this process; tchap-stats' sync follows a warm-up process (a sync of a day with no
+file, which touches no data), so that both start with their program files in the page
+cache, and with tchap-stats' bytecode compiled, as a deployed one has it (bin/post_compile;
+the warm-up writes it under the run's directory, even where PYTHONDONTWRITEBYTECODE is
+set, as on these machines). History is generated inside
 PostgreSQL (benchmarks/sql/history.sql, the same rows for both systems); tchap-stats'
 summaries of it are built by its own incremental refresh, a week at a time. Prints a table,
 writes benchmarks/results/refresh.json and, with matplotlib (the `bench` extra),
@@ -35,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -88,12 +92,10 @@ def tune(url: str) -> None:
         conn.execute("SELECT pg_reload_conf()")
 
 
-def build_history(conn: psycopg.Connection, url: str, population: Population,
-                  days: list[date], first_build: bool) -> dict[str, float]:
-    """Append `days` to both systems: tchap-stats' raw table and its summaries (its own
-    incremental refresh, a week of new days at a time, as a backfill does), then the
-    legacy table, its indexes and views."""
-    timings: dict[str, float] = {}
+def build_tchap_stats_history(conn: psycopg.Connection, url: str, population: Population,
+                              days: list[date]) -> float:
+    """Append `days` to tchap-stats' raw table and its summaries (its own incremental
+    refresh, a week of new days at a time, as a backfill does). Returns the seconds."""
     platform = sql.SQL(classify_sql("platform", "user_agent", "postgres"))
     device_type = sql.SQL(classify_sql("device_type", "user_agent", "postgres"))
     ensure_partitions(conn, USER_DAILY_VISITS, days)
@@ -117,8 +119,14 @@ def build_history(conn: psycopg.Connection, url: str, population: Population,
         report = refresh_changed(conn, url)
         print(f"    {report.summary()} · {time.perf_counter() - started:.0f} s so far",
               flush=True)
-    timings["tchap_stats_history"] = time.perf_counter() - started
+    conn.execute("VACUUM ANALYZE public.user_daily_visits")
+    return time.perf_counter() - started
 
+
+def build_legacy_history(conn: psycopg.Connection, days: list[date],
+                         first_build: bool) -> float:
+    """Append `days` (copied from tchap-stats' raw table) to the legacy table, its indexes
+    and views. Returns the seconds."""
     started = time.perf_counter()
     with conn.transaction():
         for name in legacy.INDEX_NAMES:  # a bulk insert, then the indexes built once
@@ -132,9 +140,7 @@ def build_history(conn: psycopg.Connection, url: str, population: Population,
             conn.execute(f"SET LOCAL legacy.today = '{days[-1] + timedelta(days=1)}'")
             conn.execute(legacy.VIEWS)
     conn.execute("VACUUM ANALYZE legacy.user_daily_visits")
-    conn.execute("VACUUM ANALYZE public.user_daily_visits")
-    timings["legacy_history"] = time.perf_counter() - started
-    return timings
+    return time.perf_counter() - started
 
 
 def write_nightly_file(conn: psycopg.Connection, population: Population, day: date,
@@ -167,6 +173,24 @@ def quiet(url: str, timeout: float = 300.0) -> float:
             time.sleep(0.5)
         conn.execute("CHECKPOINT")
     return time.perf_counter() - started
+
+
+@contextmanager
+def autovacuum_paused(url: str) -> Iterator[None]:
+    """No autovacuum worker starts during a measured night, either system's: on 2 cores, a
+    worker on the history build's tables takes a core from a 5-second night. (In the run
+    before this pause, the 30- and 120-day nights took 6.4 and 7.6 s, their statements
+    twice as slow as the 365-day night's, which took 5.2 s.) Resumed after the night."""
+    def autovacuum(value: str) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"ALTER SYSTEM SET autovacuum = {value}")
+            conn.execute("SELECT pg_reload_conf()")
+
+    autovacuum("off")
+    try:
+        yield
+    finally:
+        autovacuum("on")
 
 
 def legacy_nightly(url: str, path: Path, day: date) -> dict[str, float]:
@@ -210,8 +234,11 @@ def tchap_stats_nightly(url: str, env: dict[str, str], day: date) -> tuple[float
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"tchap-stats failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    # -v: the summaries' statements with their seconds, on stderr
-    steps = [line for line in result.stderr.splitlines() if " s" in line and "→" in line]
+    # -v, on stderr: when the file was staged and committed, and the summaries' statements
+    # with their seconds
+    steps = [line for line in result.stderr.splitlines()
+             if ": staged " in line or ": written and committed " in line
+             or (" s" in line and "→" in line)]
     return elapsed, [f"(warm-up sync finding no file: {warmed:.1f} s; "
                      f"waited {waited:.1f} s for a quiet server)",
                      *result.stdout.strip().splitlines(), *steps]
@@ -285,19 +312,26 @@ def main() -> None:
                 days = days_between(built_until + timedelta(days=1), nightly - timedelta(days=1))
                 print(f"history {HISTORY_START}..{days[-1]} ({size} days): building "
                       f"{len(days)} day(s) …", flush=True)
-                build = build_history(conn, url, population, days, first_build=not results)
+                # Each system's night follows its own history build: neither finds its
+                # working set evicted by the other's build (the legacy build writes 12 GB at
+                # 365 days). The legacy night still comes after tchap-stats', whose night
+                # reads about 100 MB.
+                build = {"tchap_stats_history": build_tchap_stats_history(
+                    conn, url, population, days)}
                 path = workdir / USER_DAILY_VISITS.file_name(nightly)
                 rows = write_nightly_file(conn, population, nightly, path)
                 s3_client(s3).upload_file(str(path), "bench", path.name)
-                # tchap-stats first: the legacy REFRESH reads the whole table (12 GB at 365
-                # days) and leaves the page cache to whatever it read last; tchap-stats
-                # reads about 100 MB, which the legacy night does not notice.
                 print(f"  nightly {nightly}: tchap-stats sync …", flush=True)
-                seconds, output = tchap_stats_nightly(url, env, nightly)
+                with autovacuum_paused(url):
+                    seconds, output = tchap_stats_nightly(url, env, nightly)
                 for line in output:
                     print("     ", line)
+                print(f"    building the legacy history of {len(days)} day(s) …", flush=True)
+                build["legacy_history"] = build_legacy_history(conn, days,
+                                                               first_build=not results)
                 print(f"  nightly {nightly}: legacy …", flush=True)
-                legacy_steps = legacy_nightly(url, path, nightly)
+                with autovacuum_paused(url):
+                    legacy_steps = legacy_nightly(url, path, nightly)
                 loaded = same_day(url, nightly)
                 assert loaded[0] == loaded[1] == args.rows_per_day, loaded
                 results.append({
