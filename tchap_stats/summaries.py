@@ -105,7 +105,7 @@ def preaggregate_sql(summary: Summary) -> tuple[str, tuple[str, ...]]:
 
 
 def _rows_of_day(stager: Stager, staged: StagedFile, day: date, query: str,
-                load_id: int) -> bytes:
+                 load_id: int) -> bytes:
     return b"".join(stager.stream_over_day(staged, day, query,
                                            {"days": [day], "load_id": load_id}))
 
