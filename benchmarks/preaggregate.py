@@ -33,7 +33,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -41,7 +41,6 @@ from types import ModuleType
 
 import psycopg
 from psycopg import sql
-from psycopg.copy import LibpqWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +60,7 @@ bench_load = _bench_load()
 from tchap_stats.config import SQL_DIR, S3Settings, Settings  # noqa: E402
 from tchap_stats.database import connect, start_embedded  # noqa: E402
 from tchap_stats.exports import USER_DAILY_VISITS  # noqa: E402
-from tchap_stats.load import month_bounds, partition_name  # noqa: E402
+from tchap_stats.load import copy_rows, month_bounds, partition_name  # noqa: E402
 from tchap_stats.pipeline import run  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
 from tchap_stats.source import LocalSource  # noqa: E402
@@ -171,21 +170,11 @@ def aggregate_sql(summary: Summary, staged: StagedFile) -> str:
     return text.format(loadable_rows=loadable_rows_sql(staged))
 
 
-def duckdb_rows(stager: Stager, query: str, params: dict[str, object]) -> Iterator[bytes]:
-    """`query`'s rows in COPY text format, streamed by DuckDB through a FIFO
-    (Stager.stream_rows)."""
-    return stager.stream_rows(query, params)
-
-
 def copy_into(conn: psycopg.Connection, stager: Stager, summary: Summary, query: str,
               params: dict[str, object]) -> None:
     """Stream `query`'s rows into the summary's table, as DayWriter._copy_day does."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        summary.identifier, sql.SQL(", ").join(map(sql.Identifier, COLUMNS[summary.table])))
-    cursor = conn.cursor()
-    with cursor.copy(statement, writer=LibpqWriter(cursor)) as copy:
-        for chunk in duckdb_rows(stager, query, params):
-            copy.write(chunk)
+    copy_rows(conn, summary.identifier, COLUMNS[summary.table],
+              stager.stream_rows(query, params))
 
 
 def duckdb_split(url: str, stager: Stager, staged: StagedFile, day: date) -> Timings:

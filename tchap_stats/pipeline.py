@@ -262,18 +262,6 @@ def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
     started = time.monotonic()
     tasks = [(export, day) for day in days for export in exports]
     stager = Stager(settings)
-    try:
-        # First, so that DuckDB loads httpfs while the S3 client is being created.
-        stager.prepare(source)
-        with connect(database_url, autocommit=True) as conn:
-            require_schema(conn)
-            interrupted = ledger.mark_interrupted(conn)
-            if interrupted:
-                log.warning("%d load(s) left running by a stopped process marked "
-                            "interrupted; their files are loaded again when asked", interrupted)
-    except BaseException:
-        stager.close()
-        raise
     local = threading.local()
     loaders: list[Loader] = []
     lock = threading.Lock()
@@ -293,6 +281,14 @@ def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
     bar = click.progressbar(length=len(tasks), label="loading", file=sys.stderr,
                             show_pos=True) if progress and len(tasks) > 1 else None
     try:
+        # First, so that DuckDB loads httpfs while the S3 client is being created.
+        stager.prepare(source)
+        with connect(database_url, autocommit=True) as conn:
+            require_schema(conn)
+            interrupted = ledger.mark_interrupted(conn)
+            if interrupted:
+                log.warning("%d load(s) left running by a stopped process marked "
+                            "interrupted; their files are loaded again when asked", interrupted)
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="load") as pool:
             futures = [pool.submit(work, t) for t in tasks]
             for future in as_completed(futures):
