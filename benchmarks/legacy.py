@@ -89,8 +89,8 @@ def create(conn: psycopg.Connection, *, indexes: bool = True) -> None:
 
 def load_day(conn: psycopg.Connection, path: Path) -> dict[str, float]:
     """The old loading steps for one file; seconds per step."""
-    platform = classify_sql("platform", "user_agent", "postgres")
-    device_type = classify_sql("device_type", "user_agent", "postgres")
+    platform = classify_sql("platform", "user_agent")
+    device_type = classify_sql("device_type", "user_agent")
     steps: dict[str, float] = {}
     started = time.perf_counter()
     with conn.transaction():

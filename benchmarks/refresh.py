@@ -15,13 +15,12 @@ other's build. Each night starts on a quiet server (no autovacuum worker at work
 CHECKPOINT) and runs with autovacuum paused (resumed after it). The legacy path runs
 inside this process; tchap-stats' sync follows a warm-up process (a sync of a day with no
 file, which touches no data), so that both start with their program files in the page
-cache, and with tchap-stats' bytecode compiled, as a deployed one has it (bin/post_compile;
-the warm-up writes it under the run's directory, even where PYTHONDONTWRITEBYTECODE is
-set, as on these machines). History is generated inside
-PostgreSQL (benchmarks/sql/history.sql, the same rows for both systems); tchap-stats'
-summaries of it are built by its own incremental refresh, a week at a time. Prints a table,
-writes benchmarks/results/refresh.json and, with matplotlib (the `bench` extra),
-benchmarks/results/refresh.png.
+cache, and with tchap-stats' bytecode compiled, as a deployed one has it (this script
+first runs bin/post_compile's compileall; the libraries' bytecode is pip's). History is
+generated inside PostgreSQL (benchmarks/sql/history.sql, the same rows for both systems);
+tchap-stats' summaries of it are built by its own incremental refresh, a week at a time.
+Prints a table, writes benchmarks/results/refresh.json and, with matplotlib (the `bench`
+extra), benchmarks/results/refresh.png.
 
     .venv/bin/python benchmarks/refresh.py                      # 100,000 rows a day
     .venv/bin/python benchmarks/refresh.py --rows-per-day 20000 --histories 30,120
@@ -96,8 +95,8 @@ def build_tchap_stats_history(conn: psycopg.Connection, url: str, population: Po
                               days: list[date]) -> float:
     """Append `days` to tchap-stats' raw table and its summaries (its own incremental
     refresh, a week of new days at a time, as a backfill does). Returns the seconds."""
-    platform = sql.SQL(classify_sql("platform", "user_agent", "postgres"))
-    device_type = sql.SQL(classify_sql("device_type", "user_agent", "postgres"))
+    platform = sql.SQL(classify_sql("platform", "user_agent"))
+    device_type = sql.SQL(classify_sql("device_type", "user_agent"))
     ensure_partitions(conn, USER_DAILY_VISITS, days)
     started = time.perf_counter()
     # Weeks of new days through the nightly path (a full recompute of the same months, a
@@ -289,6 +288,10 @@ def main() -> None:
                              "reused to replay nights); default: a temporary directory")
     args = parser.parse_args()
     histories = [int(h) for h in args.histories.split(",")]
+    # What bin/post_compile does at deploy (written even where PYTHONDONTWRITEBYTECODE is
+    # set, as on these machines)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "tchap_stats")],
+                   check=True)
     population = Population(args.rows_per_day)
     run_started = time.perf_counter()
     results: list[dict] = []
@@ -299,9 +302,7 @@ def main() -> None:
         moto, s3, endpoint = moto_s3.start_bucket("bench")
         env = {**os.environ, "S3_ENDPOINT": endpoint, "S3_URL_STYLE": "path",
                "S3_ACCESS_KEY_ID": "bench", "S3_SECRET_ACCESS_KEY": "bench",
-               "S3_REGION": "us-east-1", "TCHAP_STATS_SPILL_DIR": str(workdir / "spill"),
-               "PYTHONPYCACHEPREFIX": str(workdir / "pycache")}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+               "S3_REGION": "us-east-1", "TCHAP_STATS_SPILL_DIR": str(workdir / "spill")}
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
             conn.execute((ROOT / "benchmarks" / "sql" / "history.sql").read_text())

@@ -1,15 +1,16 @@
-"""User-agent classification (DESIGN §3): one rules table, rendered for DuckDB and PostgreSQL.
+"""User-agent classification (DESIGN §3): one rules table, one CASE expression.
 
-The first matching SQL LIKE pattern wins, so order matters. The rules are data; sqlglot
-turns them into a CASE expression in whichever dialect asks, so DuckDB staging and any
-PostgreSQL-side classification (legacy migration, checks) can never drift apart.
+The first matching SQL LIKE pattern wins, so order matters. The rules are data, rendered
+as one CASE expression in the SQL that DuckDB and PostgreSQL read alike: DuckDB staging
+and any PostgreSQL-side classification (legacy migration, benchmarks) run the same text
+and can never drift apart (tests/test_classify.py runs it in both engines).
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-from sqlglot import exp
+from .sqltext import identifier, literal
 
 Rule = tuple[str, str]  # (LIKE pattern, label)
 
@@ -56,18 +57,10 @@ CLASSIFIERS: dict[str, tuple[tuple[Rule, ...], str]] = {
 }
 
 
-def case_expression(rules: tuple[Rule, ...], default: str, column: str) -> exp.Case:
-    case = exp.Case()
-    for pattern, label in rules:
-        case = case.when(
-            exp.Like(this=exp.column(column), expression=exp.Literal.string(pattern)),
-            exp.Literal.string(label),
-        )
-    return case.else_(exp.Literal.string(default))
-
-
 @cache
-def classify_sql(classifier: str, column: str, dialect: str) -> str:
-    """SQL text of the CASE expression that classifies `column`, in `dialect`."""
+def classify_sql(classifier: str, column: str) -> str:
+    """SQL text of the CASE expression that classifies `column`, for DuckDB and PostgreSQL."""
     rules, default = CLASSIFIERS[classifier]
-    return case_expression(rules, default, column).sql(dialect=dialect)
+    whens = " ".join(f"WHEN {identifier(column)} LIKE {literal(pattern)} THEN {literal(label)}"
+                     for pattern, label in rules)
+    return f"CASE {whens} ELSE {literal(default)} END"

@@ -220,8 +220,8 @@ USER_DAILY_VISITS = Export(
         # DuckDB's session TimeZone is the configured one (Europe/Paris by default), so the
         # cast gives the local calendar day, not the UTC one.
         Derived("visit_date", "date", "CAST(visit_ts AS DATE)"),
-        Derived("platform", "text", classify_sql("platform", "user_agent", "duckdb")),
-        Derived("device_type", "text", classify_sql("device_type", "user_agent", "duckdb")),
+        Derived("platform", "text", classify_sql("platform", "user_agent")),
+        Derived("device_type", "text", classify_sql("device_type", "user_agent")),
     ),
     table_order=(
         "user_id", "device_id", "visit_ts", "visit_date", "user_agent",

@@ -176,6 +176,7 @@ class Loader:
         outcome = FileOutcome(export.name, name, "failed")
         staged = None
         try:
+            Preaggregation.translate_ahead(export.name, self.settings.preaggregate)
             staged = self.stager.stage(export, self.source, file, day)
             log.debug("%s: staged %s rows over %d day(s) in %.1f s", name,
                       f"{staged.rows_staged:,}", len(staged.days), time.monotonic() - started)

@@ -20,11 +20,12 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-from sqlglot import exp
 
 from .config import SQL_DIR, Settings
 from .exports import FILE_DATE, Derived, Export
 from .source import Source, SourceFile
+from .sqltext import identifier as ident
+from .sqltext import literal
 
 STAGING_SQL = SQL_DIR / "staging"
 MAX_STORED_REJECTS = 10_000
@@ -100,14 +101,6 @@ class StagedFile:
     @property
     def duplicates_in_file(self) -> int:
         return self.rows_valid - self.rows_staged
-
-
-def ident(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
-
-
-def literal(value: str) -> str:
-    return exp.Literal.string(value).sql(dialect="duckdb")
 
 
 def _render(template: str, **fragments: str) -> str:
