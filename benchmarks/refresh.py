@@ -16,7 +16,7 @@ CHECKPOINT) and runs with autovacuum paused (resumed after it). The legacy path 
 inside this process; tchap-stats' sync follows a warm-up process (a sync of a day with no
 file, which touches no data), so that both start with their program files in the page
 cache, and with tchap-stats' bytecode compiled, as a deployed one has it (this script
-first runs bin/post_compile's compileall; the libraries' bytecode is pip's). History is
+first runs bin/post_compile; the libraries' bytecode is pip's). History is
 generated inside PostgreSQL (benchmarks/sql/history.sql, the same rows for both systems);
 tchap-stats' summaries of it are built by its own incremental refresh, a week at a time.
 Prints a table, writes benchmarks/results/refresh.json and, with matplotlib (the `bench`
@@ -288,10 +288,10 @@ def main() -> None:
                              "reused to replay nights); default: a temporary directory")
     args = parser.parse_args()
     histories = [int(h) for h in args.histories.split(",")]
-    # What bin/post_compile does at deploy (written even where PYTHONDONTWRITEBYTECODE is
-    # set, as on these machines)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "tchap_stats")],
-                   check=True)
+    # The deploy step itself, with this interpreter first on PATH (compileall writes even
+    # where PYTHONDONTWRITEBYTECODE is set, as on these machines)
+    subprocess.run([str(ROOT / "bin" / "post_compile")], cwd=ROOT, check=True, env={
+        **os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
     population = Population(args.rows_per_day)
     run_started = time.perf_counter()
     results: list[dict] = []

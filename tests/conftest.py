@@ -104,11 +104,11 @@ def exports_dir(tmp_path: Path) -> Path:
 
 
 def write_file(directory: Path, day: date, rows, header=HEADER, *,
-               trailing_newline: bool = False) -> Path:
+               trailing_newline: bool = False, quoting: int = csv.QUOTE_MINIMAL) -> Path:
     """An export file as the real ones are: RFC 4180, no trailing newline."""
     path = directory / f"user_daily_visits_{day.isoformat()}.csv"
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
+        writer = csv.writer(f, lineterminator="\n", quoting=quoting)
         writer.writerow(header)
         for row in rows:
             if isinstance(row, str):

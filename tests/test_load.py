@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import date
 
 import pytest
@@ -50,20 +51,16 @@ ODD_VALUES = ["\\aaaa", "tab\there", "new\nline", "crlf\r\ninside", "lone\rcr", 
               "\\t not a tab", "ends with \\", "é ü 中 🙂"]
 
 
-def quoted(fields: tuple[str, ...]) -> str:
-    """A line with every field quoted. Python's csv writer leaves a lone carriage return
-    unquoted when lines end with \n; outside quotes it is malformed CSV, which DuckDB
-    refuses for the whole file (without naming the line)."""
-    return ",".join('"' + field.replace('"', '""') + '"' for field in fields)
-
-
 def test_values_reach_postgresql_unaltered_through_the_copy_text_format(
         settings, database_url, db, exports_dir):
     """Rows stream to PostgreSQL in COPY's text format, whose escapes (backslash, tab,
     newline, carriage return, \\N for NULL) must leave every value as the file has it:
     through the COPY into an empty day, and through the merge's into a day that has rows."""
-    write_file(exports_dir, D, [quoted(row(user=f"@{i}", device=value, ua=value))
-                                for i, value in enumerate(ODD_VALUES)])
+    # Every field quoted: Python's csv writer leaves a lone carriage return unquoted when
+    # lines end with \n, and outside quotes it is malformed CSV, which DuckDB refuses for
+    # the whole file (without naming the line).
+    write_file(exports_dir, D, [row(user=f"@{i}", device=value, ua=value)
+                                for i, value in enumerate(ODD_VALUES)], quoting=csv.QUOTE_ALL)
     expected = {(f"@{i}", value, value) for i, value in enumerate(ODD_VALUES)}
     for force in (False, True):  # the second load merges into the day the first wrote
         report = load(settings, database_url, exports_dir, [D], force=force)
