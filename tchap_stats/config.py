@@ -20,6 +20,13 @@ DEFAULT_TZ = "Europe/Paris"
 # the whole process with it (benchmarks/load.py); DuckDB spills beyond it.
 DEFAULT_DUCKDB_MEMORY = "128MB"
 DEFAULT_REJECT_THRESHOLD = 0.01
+# A file's rows must be dated within its acceptance window: from this many days before its
+# extraction date (late rows; the exports carry up to a week) to this many after (a visit
+# late in the UTC day is the next Paris day).
+DEFAULT_ACCEPT_DAYS_BEFORE = 14
+DEFAULT_ACCEPT_DAYS_AFTER = 1
+# How long a load waits for another run's lock on the same days before giving up.
+DEFAULT_LOCK_TIMEOUT = 600.0
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SQL_DIR = PROJECT_DIR / "sql"
@@ -27,6 +34,20 @@ SQL_DIR = PROJECT_DIR / "sql"
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _env_number(name: str, default: float, kind: type = float) -> float:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = kind(value.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r} is not {'an integer' if kind is int else 'a number'}"
+                          ) from exc
+    if number < 0:
+        raise ConfigError(f"{name}={value!r} must not be negative")
+    return number
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -95,6 +116,9 @@ class Settings:
     # (faster than PostgreSQL's recompute, measured in the README). Off: the refresh
     # recomputes every day in PostgreSQL; the tests run both ways.
     preaggregate: bool = True
+    accept_days_before: int = DEFAULT_ACCEPT_DAYS_BEFORE
+    accept_days_after: int = DEFAULT_ACCEPT_DAYS_AFTER
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds
 
     @classmethod
     def from_env(cls, source: str | None = None) -> Settings:
@@ -116,6 +140,11 @@ class Settings:
             reject_threshold=reject_threshold,
             enabled_exports=tuple(e.strip() for e in enabled.split(",") if e.strip()),
             preaggregate=_env_bool("TCHAP_STATS_PREAGGREGATE", True),
+            accept_days_before=int(_env_number("TCHAP_STATS_ACCEPT_DAYS_BEFORE",
+                                               DEFAULT_ACCEPT_DAYS_BEFORE, int)),
+            accept_days_after=int(_env_number("TCHAP_STATS_ACCEPT_DAYS_AFTER",
+                                              DEFAULT_ACCEPT_DAYS_AFTER, int)),
+            lock_timeout=_env_number("TCHAP_STATS_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
         )
 
     def secrets(self) -> list[str]:

@@ -32,12 +32,20 @@ PG_TYPES = {
 FILE_DATE = "$file_date"
 
 
+# The longest text value accepted by default, in bytes: ids, domains and instances are
+# short, and five such values (the widest key or summary index) stay under the 2,704 bytes
+# a PostgreSQL b-tree entry may hold.
+MAX_TEXT_BYTES = 500
+
+
 @dataclass(frozen=True)
 class Column:
     name: str  # as spelled in the file header
     type: str = "text"  # a key of PG_TYPES
     required: bool = True  # an empty value rejects the line
     target: str | None = None  # the table's column name, when it differs from the file's
+    max_bytes: int | None = MAX_TEXT_BYTES  # a longer text value rejects the line
+    multiline: bool = False  # a quoted value may hold a line break (else: a rejected line)
 
     @property
     def table_name(self) -> str:
@@ -147,6 +155,9 @@ class Export:
     enabled_by_default: bool = True
     description: str = ""
     table_order: tuple[str, ...] = field(default=())  # table column order, when not file order
+    # The file column whose calendar day must fall within the file's acceptance window
+    # (Settings.accept_days_before/after around its extraction date), if any.
+    dated_by: str | None = None
 
     def __post_init__(self) -> None:
         columns = self.table_columns
@@ -156,6 +167,8 @@ class Export:
         unknown = named - set(columns)
         if unknown:
             raise ValueError(f"{self.name}: unknown column(s) {sorted(unknown)}")
+        if self.dated_by and self.dated_by not in self.header:
+            raise ValueError(f"{self.name}: dated_by {self.dated_by!r} is not a file column")
         # A row's stored columns are all in its key or its merge order (or follow from
         # them): two rows that tie on both are the same row, so no load order can matter.
         classifiers = {d.name for d in self.derived if d.duckdb_sql != FILE_DATE}
@@ -212,10 +225,11 @@ USER_DAILY_VISITS = Export(
         Column("user_id"),
         Column("device_id"),
         Column("visit_ts", "timestamptz"),
-        Column("user_agent", required=False),
+        Column("user_agent", required=False, max_bytes=16_384),
         Column("instance", required=False),
         Column("domain", required=False),
     ),
+    dated_by="visit_ts",
     derived=(
         # DuckDB's session TimeZone is the configured one (Europe/Paris by default), so the
         # cast gives the local calendar day, not the UTC one.
@@ -243,6 +257,7 @@ SUBSCRIPTIONS_AGGREGATE = Export(
         Column("hour", "timestamptz"),
         Column("instance", required=False),
     ),
+    dated_by="hour",
     derived=(_file_date("extracted_on"),),
     key=("hour", "domain", "instance"),
     partition=ByMonth("hour"),
@@ -261,6 +276,7 @@ EVENTS_AGGREGATE = Export(
         Column("hour", "timestamptz"),
         Column("instance", required=False),
     ),
+    dated_by="hour",
     derived=(_file_date("extracted_on"),),
     table_order=("events", "domain", "hour", "instance", "type", "extracted_on"),
     key=("hour", "domain", "instance", "type"),
@@ -275,7 +291,8 @@ ACCOUNT_DATA = Export(
     columns=(
         Column("user_id"),
         Column("account_data_type"),
-        Column("content", required=False),
+        # JSON of any size, pretty-printed over several lines at times.
+        Column("content", required=False, max_bytes=None, multiline=True),
         Column("instance", required=False),
         Column("domain", required=False),
     ),

@@ -8,7 +8,6 @@ files, and end with an exit code for the worst outcome.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 import time
@@ -28,13 +27,14 @@ from .exports import Export
 from .ledger import DayResult
 from .load import DayWriter, ensure_partitions, lock_days, summarize_new_ranges
 from .schema import require_schema
-from .source import LocalSource, S3Source, SourceError
+from .source import Source, SourceError, SourceFile
 from .staging import StagedFile, Stager, StagingError
 from .summaries import Preaggregation, RefreshReport, refresh_changed
 
 log = logging.getLogger("tchap_stats")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+DATABASE_GONE = "not loaded: the run stopped, the database is unreachable"
 MAX_REJECTS_KEPT_ON_FAILURE = 1_000
 
 
@@ -42,7 +42,7 @@ MAX_REJECTS_KEPT_ON_FAILURE = 1_000
 class FileOutcome:
     export: str
     name: str
-    status: str  # loaded | skipped | failed | missing
+    status: str  # loaded | skipped | failed | missing | not_run
     rows_read: int = 0
     rows_loaded: int = 0
     rows_duplicate: int = 0
@@ -51,15 +51,25 @@ class FileOutcome:
     seconds: float = 0.0
     error: str | None = None
 
+    @property
+    def empty(self) -> bool:
+        """Loaded, but the file held no data line: the export itself likely failed."""
+        return self.status == "loaded" and self.rows_read == 0
+
     def summary(self) -> str:
         if self.status == "missing":
-            return f"{self.name}: MISSING"
+            return f"{self.name}: MISSING" + (f" ({self.error})" if self.error else "")
         if self.status == "skipped":
             return f"{self.name}: skipped (already loaded with the same ETag; --force reloads)"
+        if self.status == "not_run":
+            return f"{self.name}: {DATABASE_GONE}"
         figures = (f"read {self.rows_read:,} · loaded {self.rows_loaded:,} · "
                    f"duplicates {self.rows_duplicate:,} · rejected {self.rows_rejected:,}")
         if self.status == "failed":
             return f"{self.name}: FAILED ({figures}): {self.error}"
+        if self.empty:
+            return (f"{self.name}: EMPTY: the file holds its header and no data line "
+                    f"(is the export broken?) · {self.seconds:.1f} s")
         days = self.days_changed
         span = f" ({days[0]}..{days[-1]})" if len(days) > 1 else f" ({days[0]})" if days else ""
         return f"{self.name}: {figures} · days changed {len(days)}{span} · {self.seconds:.1f} s"
@@ -70,6 +80,7 @@ class RunReport:
     outcomes: list[FileOutcome]
     seconds: float
     refresh: RefreshReport | None = None
+    refresh_error: str | None = None  # the refresh ran and failed
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -84,7 +95,7 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        return worst(self.outcomes)
+        return EXIT_FAILED if self.refresh_error else worst(self.outcomes)
 
     def by_export(self) -> list[str]:
         """One line per export of the run: its files' outcomes, rows and exit code."""
@@ -106,10 +117,11 @@ class RunReport:
 
 
 def worst(outcomes: list[FileOutcome]) -> int:
-    """The exit code of the worst outcome: a failure, then a missing file, else 0."""
-    if any(o.status == "failed" for o in outcomes):
+    """The exit code of the worst outcome: a failure (or a file the run could not reach),
+    then a missing or empty file, else 0."""
+    if any(o.status in ("failed", "not_run") for o in outcomes):
         return EXIT_FAILED
-    if any(o.status == "missing" for o in outcomes):
+    if any(o.status == "missing" or o.empty for o in outcomes):
         return EXIT_MISSING
     return EXIT_OK
 
@@ -125,10 +137,13 @@ def export_summary(name: str, outcomes: list[FileOutcome]) -> str:
     loaded = sum(o.rows_loaded for o in outcomes)
     rejected = sum(o.rows_rejected for o in outcomes)
     days = {d for o in outcomes for d in o.days_changed}
+    empty = sum(o.empty for o in outcomes)
     return (f"{name}: {OUTCOME_WORDS[code]} (exit {code}) · {len(outcomes)} file(s): "
-            f"{count('loaded')} loaded, {count('skipped')} skipped, {count('failed')} failed, "
-            f"{count('missing')} missing · rows loaded {loaded:,} · rejected {rejected:,} · "
-            f"days changed {len(days)}")
+            f"{count('loaded')} loaded{f' ({empty} empty)' if empty else ''}, "
+            f"{count('skipped')} skipped, {count('failed')} failed, "
+            f"{count('missing')} missing"
+            + (f", {count('not_run')} not run" if count("not_run") else "")
+            + f" · rows loaded {loaded:,} · rejected {rejected:,} · days changed {len(days)}")
 
 
 def today(timezone: str) -> date:
@@ -139,20 +154,33 @@ def yesterday(timezone: str) -> date:
     return today(timezone) - timedelta(days=1)
 
 
-def extraction_date(name: str) -> date | None:
-    match = re.search(r"_(\d{4}-\d{2}-\d{2})\.csv$", name)
-    return date.fromisoformat(match[1]) if match else None
+class DatabaseUnreachable(RuntimeError):
+    """The database cannot be reached (even on a new connection): the run stops."""
 
 
 class Loader:
     """Loads files one at a time on its own PostgreSQL connection."""
 
     def __init__(self, settings: Settings, database_url: str, stager: Stager,
-                 source: LocalSource | S3Source):
+                 source: Source):
         self.settings = settings
         self.stager = stager
         self.source = source
-        self.conn = connect(database_url, autocommit=True)
+        self.database_url = database_url
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return connect(self.database_url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnreachable(self._mask(exc)) from exc
+
+    def _reconnect_if_broken(self) -> None:
+        """A connection lost in the previous file (server restarted, network cut) is
+        replaced; DatabaseUnreachable if no new one can be opened."""
+        if self.conn.broken or self.conn.closed:
+            self.conn.close()
+            self.conn = self._connect()
 
     def close(self) -> None:
         self.conn.close()
@@ -161,18 +189,29 @@ class Loader:
         return mask(str(exc), self.settings.secrets())
 
     def load(self, export: Export, day: date, *, replace: bool, force: bool) -> FileOutcome:
-        started = time.monotonic()
+        """Load one file. Any error of the file is its failed outcome; only an unreachable
+        database raises (DatabaseUnreachable), ending the run."""
         name = export.file_name(day)
         try:
             file = self.source.find(name)
-        except SourceError as exc:
+        except Exception as exc:  # any error of one file is that file's
             return FileOutcome(export.name, name, "failed", error=self._mask(exc))
         if file is None:
             return FileOutcome(export.name, name, "missing")
-        if not force and ledger.is_loaded(self.conn, export.name, file):
-            return FileOutcome(export.name, name, "skipped")
-        load_id = ledger.start(self.conn, export.name, file, extraction_date(name),
-                               "replace" if replace else "merge")
+        self._reconnect_if_broken()
+        try:
+            if not force and ledger.is_loaded(self.conn, export.name, file):
+                return FileOutcome(export.name, name, "skipped")
+            load_id = ledger.start(self.conn, export.name, file, export.file_date(name),
+                                   "replace" if replace else "merge")
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnreachable(self._mask(exc)) from exc
+        return self._load_file(export, day, file, load_id, replace)
+
+    def _load_file(self, export: Export, day: date, file: SourceFile, load_id: int,
+                   replace: bool) -> FileOutcome:
+        started = time.monotonic()
+        name = export.file_name(day)
         outcome = FileOutcome(export.name, name, "failed")
         staged = None
         try:
@@ -198,9 +237,13 @@ class Loader:
             log.debug("%s: written and committed at %.1f s", name, time.monotonic() - started)
             outcome.status = "loaded"
             outcome.days_changed = sorted(r.day for r in results if r.changed)
+            if staged.rows_read == 0:
+                log.warning("%s: the file holds its header and no data line", name)
             self._summarize_ranges(export, list(staged.days))
-        except (StagingError, SourceError, TooManyRejects, psycopg.Error, OSError) as exc:
-            outcome.error = self._mask(exc)
+        except Exception as exc:  # any error of one file is that file's
+            if not isinstance(exc, StagingError | SourceError | TooManyRejects | psycopg.Error):
+                log.debug("%s: unexpected error", name, exc_info=True)
+            outcome.error = self._mask(exc) or type(exc).__name__
             outcome.rows_loaded = 0
             self._record_failure(load_id, file.key, outcome, staged)
         except BaseException as exc:  # interrupted: record it, then let it propagate
@@ -255,7 +298,7 @@ class TooManyRejects(RuntimeError):
     pass
 
 
-def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
+def run(settings: Settings, database_url: str, source: Source,
         exports: Iterable[Export], days: list[date], *, replace: bool = False,
         force: bool = False, jobs: int = 1, progress: bool = False,
         on_outcome: Callable[[FileOutcome], None] | None = None,
@@ -274,9 +317,19 @@ def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
                 loaders.append(local.loader)
         return local.loader
 
+    unreachable: list[str] = []  # set once: the database is gone, the run stops
+
     def work(task: tuple[Export, date]) -> FileOutcome:
         export, day = task
-        return loader().load(export, day, replace=replace, force=force)
+        if unreachable:
+            return FileOutcome(export.name, export.file_name(day), "not_run")
+        try:
+            return loader().load(export, day, replace=replace, force=force)
+        except DatabaseUnreachable as exc:
+            unreachable.append(str(exc))
+            log.error("the database is unreachable: the run stops (%s)", exc)
+            return FileOutcome(export.name, export.file_name(day), "failed",
+                               error=f"the database is unreachable: {exc}")
 
     outcomes: list[FileOutcome] = []
     bar = click.progressbar(length=len(tasks), label="loading", file=sys.stderr,
@@ -307,9 +360,22 @@ def run(settings: Settings, database_url: str, source: LocalSource | S3Source,
         stager.close()
     order = {(e.name, e.file_name(d)): i for i, (e, d) in enumerate(tasks)}
     outcomes.sort(key=lambda o: order[(o.export, o.name)])
-    refresh = None
-    if refresh_summaries:
-        # Once per run, not per file: the days all loads changed (and any left over).
+    report = RunReport(outcomes, time.monotonic() - started)
+    if unreachable:
+        report.refresh_error = "not run: the database is unreachable"
+    elif refresh_summaries:
+        _refresh(report, database_url, settings)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _refresh(report: RunReport, database_url: str, settings: Settings) -> None:
+    """Once per run, not per file: the days all loads changed (and any left over). A
+    failure here loses nothing: the days stay queued for the next refresh."""
+    try:
         with connect(database_url, autocommit=True) as conn:
-            refresh = refresh_changed(conn, database_url)
-    return RunReport(outcomes, time.monotonic() - started, refresh)
+            report.refresh = refresh_changed(conn, database_url)
+    except Exception as exc:  # reported, with the loads that did happen
+        log.debug("refresh failed", exc_info=True)
+        report.refresh_error = (f"{mask(str(exc).strip(), settings.secrets())} (the changed "
+                                f"days stay queued for the next refresh)")

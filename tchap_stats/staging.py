@@ -11,34 +11,40 @@ import bisect
 import contextlib
 import csv
 import itertools
+import logging
 import os
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 
+from . import lines
 from .config import SQL_DIR, Settings
 from .exports import FILE_DATE, Derived, Export
 from .source import Source, SourceFile
 from .sqltext import identifier as ident
 from .sqltext import literal
+from .workdir import ProcessDir
 
 STAGING_SQL = SQL_DIR / "staging"
 MAX_STORED_REJECTS = 10_000
+TCHAP_STARTED = date(2018, 1, 1)  # no usage statistic is older
 
 # Offsets are spelled +01, +0100, +01:00, " +02:00" or Z; a timestamp without one is
 # ambiguous and rejected. DuckDB's own cast does not accept the space before the offset.
 NAIVE_TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?"
-TIMESTAMPTZ_PATTERN = NAIVE_TIMESTAMP_PATTERN + r" ?([+-]\d{2}(:?\d{2})?|Z)"
+# UTC offsets run from -12:00 to +14:00: anything beyond ±14:00 is not an offset.
+TIMESTAMPTZ_PATTERN = NAIVE_TIMESTAMP_PATTERN + r" ?([+-](0\d|1[0-3])(:?[0-5]\d)?|[+-]14(:?00)?|Z)"
 
 DUCKDB_TYPES = {"text": "VARCHAR", "timestamptz": "TIMESTAMPTZ", "timestamp": "TIMESTAMP",
                 "int": "INTEGER", "date": "DATE", "bool": "BOOLEAN"}
 TYPE_PROBLEMS = {
-    "timestamptz": "not a timestamp with a UTC offset",
+    "timestamptz": "not a timestamp with a UTC offset (within ±14:00)",
     "timestamp": "not a timestamp",
     "int": "not an integer",
     "date": "not a date (YYYY-MM-DD)",
@@ -63,6 +69,8 @@ def _pg_text(value: str) -> str:
 
 PG_TEXT_VALUE = _pg_text("CAST(COLUMNS(*) AS VARCHAR)")
 
+log = logging.getLogger("tchap_stats")
+
 DAY = "_day"  # staging's column for the day a row counts for, when no table column is it
 
 
@@ -81,6 +89,13 @@ class Reject:
     reason: str
     raw_line: str | None
 
+    def __post_init__(self) -> None:
+        # PostgreSQL's text holds no NUL: the rejects table shows it as \x00.
+        for name in ("reason", "raw_line"):
+            value = getattr(self, name)
+            if value and "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", "\\x00"))
+
 
 @dataclass
 class StagedFile:
@@ -93,6 +108,8 @@ class StagedFile:
     rows_valid: int
     days: dict[date, int]  # day → deduplicated rows for that day
     rejects: list[Reject] = field(default_factory=list)
+    spanning: int = 0  # records with a value running over several lines
+    blank_lines: int = 0
 
     @property
     def rows_staged(self) -> int:
@@ -138,21 +155,58 @@ def _csv_field(raw: str) -> str:
             f"THEN '\"' || replace({raw}, '\"', '\"\"') || '\"' ELSE {raw} END")
 
 
-def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str) -> str:
+def _problems(export: Export, raw: dict[str, str], parsed: dict[str, str],
+              windowed: bool) -> list[tuple[str, str, str]]:
+    """(condition, column, reason SQL) of each check a line must pass, in order: the first
+    one failed is the line's reject reason."""
+    problems: list[tuple[str, str, str]] = []
+    for c in export.columns:
+        value, typed = raw[c.name], parsed[c.name]
+        if c.required:
+            problems.append((f"coalesce({value}, '') = ''", c.name, literal("empty value")))
+        problems.append((f"contains({value}, chr(0))", c.name,
+                         literal("a NUL character in the value")))
+        if not c.multiline:
+            problems.append((f"(contains({value}, chr(10)) OR contains({value}, chr(13)))",
+                             c.name, literal("a line break in a column that cannot hold one "
+                                             "(an unbalanced quote?)")))
+        if c.type == "text" and c.max_bytes:
+            problems.append((f"strlen({value}) > {c.max_bytes}", c.name, (
+                f"{literal(f'longer than {c.max_bytes:,} bytes: ')} || "
+                f"CAST(strlen({value}) AS VARCHAR) || ' bytes'")))
+        if c.type != "text":
+            reason = f"{literal(TYPE_PROBLEMS[c.type] + ': ')} || {value}"
+            problems.append((f"{value} <> '' AND {typed} IS NULL", c.name, reason))
+        if c.type in ("timestamp", "timestamptz"):
+            implausible = f"implausible date (before {TCHAP_STARTED}, or more than a day ahead): "
+            problems.append((
+                f"CAST({typed} AS DATE) NOT BETWEEN {literal(TCHAP_STARTED.isoformat())}::DATE "
+                f"AND $latest_day", c.name, f"{literal(implausible)} || {value}"))
+        if windowed and c.name == export.dated_by:
+            problems.append((
+                f"CAST({typed} AS DATE) NOT BETWEEN $window_first AND $window_last", c.name,
+                "'outside the file''s window (' || CAST($window_first AS VARCHAR) || '..' || "
+                f"CAST($window_last AS VARCHAR) || '): ' || {value}"))
+    return problems
+
+
+def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str, *,
+                   windowed: bool = False, numbered: bool = False) -> str:
+    """The checked lines of a file (`numbered`: a file rewritten line by line, whose first
+    column is each record's line in the original file)."""
     raw = {c.name: ident(f"raw_{c.name}") for c in export.columns}
     parsed = {c.name: ident(f"parsed_{c.name}") for c in export.columns}
-    problems: list[tuple[str, str, str]] = []  # (condition, column, reason SQL)
-    for c in export.columns:
-        if c.required:
-            problems.append((f"coalesce({raw[c.name]}, '') = ''", c.name, literal("empty value")))
-        if c.type != "text":
-            reason = f"{literal(TYPE_PROBLEMS[c.type] + ': ')} || {raw[c.name]}"
-            problems.append((f"{raw[c.name]} <> '' AND {parsed[c.name]} IS NULL", c.name, reason))
+    problems = _problems(export, raw, parsed, windowed)
     reject_column = "CASE " + " ".join(
         f"WHEN {cond} THEN {literal(col)}" for cond, col, _ in problems) + " END"
     reject_reason = "CASE " + " ".join(
         f"WHEN {cond} THEN {literal(col + ': ')} || {reason}" for cond, col, reason in problems
     ) + " END"
+    spans_lines = " OR ".join(f"contains({raw[c.name]}, chr(10)) OR contains({raw[c.name]}, "
+                              f"chr(13))" for c in export.columns)
+    line = ident(lines.LINE_COLUMN)
+    reader_columns = ([lines.LINE_COLUMN] if numbered else []) + list(export.header)
+    raw_line = " || ',' || ".join(_csv_field(raw[c.name]) for c in export.columns)
 
     outputs = []
     for c in export.columns:
@@ -170,12 +224,14 @@ def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str) -> st
         derived_columns=derived,
         reject_column=reject_column,
         reject_reason=reject_reason,
-        raw_line=" || ',' || ".join(_csv_field(raw[c.name]) for c in export.columns),
+        raw_line=f"left({raw_line}, {lines.MAX_RAW_LINE})",
+        file_line=f"TRY_CAST({line} AS BIGINT)" if numbered else "CAST(NULL AS BIGINT)",
+        spans_lines=f"coalesce({spans_lines}, false)",
         parsed_columns=", ".join(
             f"{_parse_expression(c.type, ident(c.name))} AS {parsed[c.name]}"
-            for c in export.columns),
+            for c in export.columns) + (f", {line}" if numbered else ""),
         raw_columns=", ".join(f"{ident(c.name)} AS {raw[c.name]}" for c in export.columns),
-        reader_columns="{" + ", ".join(f"{literal(c.name)}: 'VARCHAR'" for c in export.columns)
+        reader_columns="{" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in reader_columns)
         + "}",
         reader_rejects=literal(reader_rejects),
         reader_scans=literal(reader_scans),
@@ -231,9 +287,23 @@ def duplicate_losers_sql(export: Export, checked: str, losers: str) -> str:
     )
 
 
+COMPRESSED = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2",
+              b"\x28\xb5\x2f\xfd": "zstd"}
+
+
 def check_header(export: Export, file: SourceFile, first_line: bytes) -> None:
-    text = first_line.decode("utf-8-sig", errors="replace")
-    found = tuple(next(csv.reader([text]), []))
+    """The file's first line is the export's header, exactly; else HeaderMismatch saying
+    what differs (or what the file is, when it is no CSV text at all)."""
+    for magic, kind in COMPRESSED.items():
+        if first_line.startswith(magic):
+            raise HeaderMismatch(f"{file.key}: the file is {kind}-compressed, not CSV text: "
+                                 f"decompress it under the same name to load it")
+    try:
+        text = first_line.decode("utf-8-sig")
+        found = tuple(next(csv.reader([text], strict=True), []))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise HeaderMismatch(f"{file.key}: the first line is not a CSV header in UTF-8 "
+                             f"({exc}); expected: {','.join(export.header)}") from exc
     expected = export.header
     if found == expected:
         return
@@ -269,12 +339,12 @@ class Stager:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        settings.spill_dir.mkdir(parents=True, exist_ok=True)
+        self.workdir = ProcessDir(settings.spill_dir)
         # Global settings, shared by every cursor: set here once, never per query (insertion
         # order must stay preserved: line numbers rely on it). TimeZone is per cursor.
         self.db = duckdb.connect(config={
             "memory_limit": settings.duckdb_memory,
-            "temp_directory": str(settings.spill_dir),
+            "temp_directory": str(self.workdir.path),
             "preserve_insertion_order": True,
         })
         self._local = threading.local()
@@ -297,6 +367,7 @@ class Stager:
 
     def close(self) -> None:
         self.db.close()
+        self.workdir.close()
 
     def prepare(self, source: Source) -> None:
         """Ready DuckDB to read `source` (for S3: load httpfs, create the secret). Staging
@@ -325,31 +396,99 @@ class Stager:
     def stage(self, export: Export, source: Source, file: SourceFile,
               file_date: date | None = None) -> StagedFile:
         """Stage one file; `file_date` (default: the date in its name) feeds the derived
-        columns holding the extraction date."""
+        columns holding the extraction date and centres the file's acceptance window.
+
+        DuckDB reads the file where it lies. When its reader cannot account for every line
+        (a value or a reject running over several lines, or the whole file refused), the
+        file is read again line by line (lines.py) so that each line is loaded or rejected
+        on its own."""
         file_date = file_date or export.file_date(file.key)
         if file_date is None and any(d.duckdb_sql == FILE_DATE for d in export.derived):
             raise StagingError(f"{file.key}: no extraction date (YYYY-MM-DD) in the file's name")
         check_header(export, file, source.first_line(file))
         self.prepare(source)
+        try:
+            staged = self._read(export, file, file.url, file_date)
+        except duckdb.InvalidInputException as exc:  # the CSV reader refused the whole file
+            log.info("%s: DuckDB's reader refused the file (%s); reading it line by line",
+                     file.key, str(exc).splitlines()[0])
+            return self._stage_line_by_line(export, source, file, file_date)
+        if not self._lines_unaccounted(staged):
+            return staged
+        log.info("%s: %d value(s) or reject(s) run over several lines; reading the file line "
+                 "by line", file.key, staged.spanning)
+        self.drop(staged)
+        return self._stage_line_by_line(export, source, file, file_date)
+
+    @staticmethod
+    def _lines_unaccounted(staged: StagedFile) -> bool:
+        """Whether some record may hold several lines that are not one multiline value."""
+        if not staged.spanning:
+            return False
+        multiline = any(c.multiline for c in staged.export.columns)
+        return not multiline or staged.rows_rejected > 0
+
+    def _stage_line_by_line(self, export: Export, source: Source, file: SourceFile,
+                            file_date: date | None) -> StagedFile:
+        rewritten = self.workdir.path / f"lines_{next(self._ids)}.csv"
+        try:
+            with source.open(file) as stream:
+                report = lines.rewrite(stream, export, rewritten)
+            staged = self._read(export, file, str(rewritten), file_date, numbered=True)
+        except duckdb.Error as exc:
+            raise StagingError(f"{file.key}: {exc}") from exc
+        finally:
+            rewritten.unlink(missing_ok=True)
+        read_as_records = staged.rows_read
+        if read_as_records != report.records or not report.accounted:
+            self.drop(staged)
+            where = (f"; check the quoting from line {report.first_open_quote}, where a quote "
+                     f"opened and did not close" if report.first_open_quote else "")
+            raise StagingError(
+                f"{file.key}: could not account for every line: {report.lines:,} lines after "
+                f"the header, {report.records:,} records found line by line but "
+                f"{read_as_records:,} read by DuckDB{where}; nothing of the file was loaded")
+        line_rejects = [Reject(line, column, reason, raw)
+                        for line, column, reason, raw in report.rejects]
+        staged.rejects = sorted(staged.rejects + line_rejects,
+                                key=lambda r: r.line or 0)[:MAX_STORED_REJECTS]
+        staged.rows_read += len(line_rejects)
+        staged.rows_rejected += len(line_rejects)
+        staged.blank_lines = report.blank
+        return staged
+
+    def _read(self, export: Export, file: SourceFile, url: str, file_date: date | None, *,
+              numbered: bool = False) -> StagedFile:
         n = next(self._ids)
         checked, losers = f"checked_{n}", f"losers_{n}"
         reader_rejects, reader_scans = f"reader_rejects_{n}", f"reader_scans_{n}"
+        window = self._window(export, file_date)
         con = self.con
         try:
-            query = _render("checked_rows.sql", checked=ident(checked),
-                            typed_rows=typed_rows_sql(export, reader_rejects, reader_scans))
-            con.execute(query, _bound(query, url=file.url, file_date=file_date))
+            query = _render("checked_rows.sql", checked=ident(checked), typed_rows=typed_rows_sql(
+                export, reader_rejects, reader_scans, windowed=window is not None,
+                numbered=numbered))
+            first, last = window or (None, None)
+            con.execute(query, _bound(query, url=url, file_date=file_date,
+                                      window_first=first, window_last=last,
+                                      latest_day=today_in(self.settings.timezone)
+                                      + timedelta(days=1)))
             con.execute(duplicate_losers_sql(export, checked, losers))
             days = dict(con.execute(_render(
                 "rows_per_day.sql", checked=ident(checked), losers=ident(losers),
                 day_column=ident(staging_day(export)[0]))).fetchall())
-            accepted, valid = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE reject_reason IS NULL) "
-                f"FROM {ident(checked)}").fetchone()
-            rejects, reader_rejected = self._reader_rejects(reader_rejects)
+            accepted, valid, spanning = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE reject_reason IS NULL), "
+                f"count(*) FILTER (WHERE spans_lines) FROM {ident(checked)}").fetchone()
+            rejects, reader_rejected, reader_spanning = self._reader_rejects(reader_rejects,
+                                                                             numbered)
             if accepted > valid:
                 rejects += self._checked_rejects(checked, [r.line for r in rejects])
                 rejects.sort(key=lambda r: r.line or 0)
+        except duckdb.InvalidInputException:
+            for table in (checked, losers):
+                con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
+            raise
         except duckdb.Error as exc:
             for table in (checked, losers):
                 con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
@@ -362,27 +501,47 @@ class Stager:
             rows_read=accepted + reader_rejected,
             rows_rejected=accepted - valid + reader_rejected,
             rows_valid=valid, days=days, rejects=rejects[:MAX_STORED_REJECTS],
+            spanning=spanning + reader_spanning,
         )
 
-    def _reader_rejects(self, reader_rejects: str) -> tuple[list[Reject], int]:
+    def _window(self, export: Export, file_date: date | None) -> tuple[date, date] | None:
+        """The days a dated export's file may hold rows for, around its extraction date."""
+        if not export.dated_by or file_date is None:
+            return None
+        return (file_date - timedelta(days=self.settings.accept_days_before),
+                file_date + timedelta(days=self.settings.accept_days_after))
+
+    def _reader_rejects(self, reader_rejects: str, numbered: bool
+                        ) -> tuple[list[Reject], int, int]:
         """Records the CSV reader could not split; one reject per record (the reader may
-        report a record several times, once per column at fault)."""
+        report a record several times, once per column at fault). Also how many of them
+        run over several lines."""
         rows = self.con.execute(
             f"SELECT line, first(column_name ORDER BY column_idx), "
             f"string_agg(DISTINCT error_message, '; '), first(csv_line) "
             f"FROM {ident(reader_rejects)} GROUP BY line ORDER BY line").fetchall()
-        return [Reject(int(line), column, reason, raw) for line, column, reason, raw in
-                rows[:MAX_STORED_REJECTS]], len(rows)
+        rejects = []
+        spanning = 0
+        for line, column, reason, raw in rows:
+            text = (raw or "").rstrip("\r\n")
+            spanning += "\n" in text or "\r" in text
+            if numbered:  # the rewritten file's first column is the original line
+                number, _, text = text.partition(",")
+                line = int(number) if number.isdigit() else None
+            if len(rejects) < MAX_STORED_REJECTS:
+                rejects.append(Reject(line, column, reason, text[:lines.MAX_RAW_LINE]))
+        return rejects, len(rows), spanning
 
     def _checked_rejects(self, checked: str, reader_lines: list[int | None]) -> list[Reject]:
         """Lines the reader split but the checks refused, with their line numbers."""
         found = self.con.execute(
-            f"SELECT rowid + 1, reject_column, reject_reason, raw_line FROM {ident(checked)} "
-            f"WHERE reject_reason IS NOT NULL ORDER BY rowid LIMIT {MAX_STORED_REJECTS}"
+            f"SELECT rowid + 1, file_line, reject_column, reject_reason, raw_line "
+            f"FROM {ident(checked)} WHERE reject_reason IS NOT NULL ORDER BY rowid "
+            f"LIMIT {MAX_STORED_REJECTS}"
         ).fetchall()
-        lines = sorted(line for line in reader_lines if line is not None)
-        return [Reject(_reader_line(record, lines), column, reason, raw)
-                for record, column, reason, raw in found]
+        lines_before = sorted(line for line in reader_lines if line is not None)
+        return [Reject(file_line or _reader_line(record, lines_before), column, reason, raw)
+                for record, file_line, column, reason, raw in found]
 
     def drop(self, staged: StagedFile) -> None:
         for table in (staged.checked, staged.losers):
@@ -425,7 +584,7 @@ class Stager:
         copy = (f"COPY (SELECT {values} FROM ({query})) TO $pipe "
                 f"(FORMAT csv, DELIMITER '\t', QUOTE '', ESCAPE '', NULLSTR '\\N', "
                 f"HEADER false, PRESERVE_ORDER false)")
-        with tempfile.TemporaryDirectory(dir=self.settings.spill_dir) as tmp:
+        with tempfile.TemporaryDirectory(dir=self.workdir.path) as tmp:
             pipe = Path(tmp) / "rows"
             os.mkfifo(pipe)
             failure: list[BaseException] = []
@@ -452,6 +611,10 @@ class Stager:
                 writer.join()
             if failure:
                 raise StagingError(str(failure[0]))
+
+
+def today_in(timezone: str) -> date:
+    return datetime.now(ZoneInfo(timezone)).date()
 
 
 def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:

@@ -23,6 +23,7 @@ from tchap_stats.schema import migrate
 from tchap_stats.source import LocalSource, S3Source, s3_client
 
 HEADER = USER_DAILY_VISITS.header
+DATA = Path(__file__).resolve().parent / "data"  # public sample exports
 _names = itertools.count(1)
 
 
@@ -90,10 +91,16 @@ def bucket(s3_settings: S3Settings) -> str:
     return name
 
 
+# Most tests put rows on whatever days they exercise, in files of any extraction day: their
+# window accepts ten years each way. The acceptance window's own tests use the defaults.
+WIDE_WINDOW = 3650
+
+
 @pytest.fixture
 def settings(tmp_path: Path, s3_settings: S3Settings) -> Settings:
     return Settings(database_url=None, s3=s3_settings, source=None,
-                    spill_dir=tmp_path / "spill", duckdb_memory="256MB")
+                    spill_dir=tmp_path / "spill", duckdb_memory="256MB",
+                    accept_days_before=WIDE_WINDOW, accept_days_after=WIDE_WINDOW)
 
 
 @pytest.fixture

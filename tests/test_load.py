@@ -11,7 +11,7 @@ from tchap_stats import load as load_module
 from tchap_stats.exports import USER_DAILY_VISITS
 from tchap_stats.pipeline import EXIT_FAILED, EXIT_MISSING, EXIT_OK
 
-from .conftest import load, upload_dir, visits, write_file
+from .conftest import DATA, load, upload_dir, visits, write_file
 
 D = date(2024, 11, 14)
 UA_FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -47,18 +47,17 @@ def test_identifiers_with_backslashes_and_quoted_commas_survive(settings, databa
                       ).fetchall() == [("\\aaaa", "\\sqdqsd", ua)]
 
 
-ODD_VALUES = ["\\aaaa", "tab\there", "new\nline", "crlf\r\ninside", "lone\rcr", "\\N",
-              "\\t not a tab", "ends with \\", "é ü 中 🙂"]
+# Line breaks are refused in these columns (test_hostile.py); account_data's content keeps
+# them through the same COPY text format (test_hostile.py too).
+ODD_VALUES = ["\\aaaa", "tab\there", "\\N", "\\t not a tab", "ends with \\", "é ü 中 🙂",
+              'a "quoted" word']
 
 
 def test_values_reach_postgresql_unaltered_through_the_copy_text_format(
         settings, database_url, db, exports_dir):
     """Rows stream to PostgreSQL in COPY's text format, whose escapes (backslash, tab,
-    newline, carriage return, \\N for NULL) must leave every value as the file has it:
-    through the COPY into an empty day, and through the merge's into a day that has rows."""
-    # Every field quoted: Python's csv writer leaves a lone carriage return unquoted when
-    # lines end with \n, and outside quotes it is malformed CSV, which DuckDB refuses for
-    # the whole file (without naming the line).
+    \\N for NULL) must leave every value as the file has it: through the COPY into an
+    empty day, and through the merge's into a day that has rows."""
     write_file(exports_dir, D, [row(user=f"@{i}", device=value, ua=value)
                                 for i, value in enumerate(ODD_VALUES)], quoting=csv.QUOTE_ALL)
     expected = {(f"@{i}", value, value) for i, value in enumerate(ODD_VALUES)}
@@ -71,8 +70,11 @@ def test_values_reach_postgresql_unaltered_through_the_copy_text_format(
             ODD_VALUES)
 
 
-def test_the_shared_sample_file_loads(settings, database_url, db, exports_dir):
-    sample = (Path_shared() / "samples" / "user_daily_visits_sample.csv").read_bytes()
+def test_the_sample_file_loads(settings, database_url, db, exports_dir):
+    """The public sample export (tests/data), warts included: no trailing newline,
+    backslashes in ids, and a visit a month after the file's date (accepted here: the
+    fixture's acceptance window is wide)."""
+    sample = (DATA / "user_daily_visits_sample.csv").read_bytes()
     (exports_dir / "user_daily_visits_2023-05-17.csv").write_bytes(sample)
     report = load(settings, database_url, exports_dir, [date(2023, 5, 17)])
     assert report.outcomes[0].rows_loaded == 2
@@ -81,16 +83,6 @@ def test_the_shared_sample_file_loads(settings, database_url, db, exports_dir):
         ("\\aaaa", "2023-05-17", "Web", "Safari Mac OS"),
         ("\\aaaaaaa", "2023-06-14", "Mobile", "Tchap iOS"),
     ]
-
-
-def Path_shared():
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here.parent / "shared", here / "shared"):
-        if (candidate / "samples").is_dir():
-            return candidate
-    pytest.fail("shared/samples not found beside the repository")
 
 
 def test_duplicates_merge_to_the_earliest_visit_whatever_the_order(
@@ -203,7 +195,7 @@ def test_malformed_lines_are_rejected_with_their_line_numbers(settings, database
     assert [(r[0], r[1]) for r in rejects] == [
         (102, "visit_ts"), (103, "visit_ts"), (104, "domain"), (205, "user_id"),
         (206, "user_agent")]
-    assert "not a timestamp with a UTC offset: yesterday" in rejects[0][2]
+    assert "not a timestamp with a UTC offset (within ±14:00): yesterday" in rejects[0][2]
     assert rejects[2][3] == "@short,DEV,2024-11-14 10:00:00+01,UA,agent_x"
     # Under the threshold, the good lines load and the rejects are kept with the load.
     relaxed = load(settings.__class__(**{**settings.__dict__, "reject_threshold": 0.05}),
