@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import psycopg
+from psycopg import sql
 
 from .source import SourceFile
 from .staging import Reject
@@ -37,17 +38,73 @@ class DayResult:
         return self.loaded > 0 or self.removed > 0
 
 
+INTERRUPTED = "the process running this load stopped before it finished"
+
+# A 'running' load whose PostgreSQL backend is gone: its process was killed, its container
+# stopped. A backend that started after the load holds the same pid by reuse (Metabase's
+# long-lived connections, say): the load's own is gone too. backend_start is NULL for
+# another role's sessions when this one may not see them: the pid alone decides then.
+_GONE = sql.SQL("""status = 'running' AND NOT EXISTS (
+    SELECT FROM pg_stat_activity AS a
+    WHERE a.pid = loads.backend_pid
+      AND (a.backend_start IS NULL OR a.backend_start <= loads.started_at))""")
+
+
 def mark_interrupted(conn: psycopg.Connection) -> int:
-    """Loads left 'running' by a process that is gone (killed, container stopped)."""
-    cur = conn.execute(
-        """
-        UPDATE tchap_stats.loads SET status = 'interrupted', finished_at = now(),
-               error = 'the process running this load stopped before it finished'
-        WHERE status = 'running'
-          AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
-        """
-    )
+    """Record as interrupted the loads left 'running' by a process that is gone."""
+    cur = conn.execute(sql.SQL(
+        "UPDATE tchap_stats.loads SET status = 'interrupted', finished_at = now(), "
+        "error = %s WHERE {}").format(_GONE), (INTERRUPTED,))
     return cur.rowcount
+
+
+@dataclass(frozen=True)
+class LoadLine:
+    """A load as `status` shows it."""
+
+    file_key: str
+    status: str  # 'interrupted' too for a running load whose process is gone
+    rows_read: int
+    rows_loaded: int
+    rows_duplicate: int
+    rows_rejected: int
+    days_changed: int
+    started_at: str
+    finished_at: str | None
+    backend_pid: int
+    error: str | None
+
+
+def last_loads(conn: psycopg.Connection, limit: int) -> list[LoadLine]:
+    """The last loads, newest first. A load whose process is gone reads as interrupted
+    (as mark_interrupted, the next run, records it), without writing anything."""
+    stamp = sql.SQL("""to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"')""")
+    rows = conn.execute(sql.SQL(
+        "SELECT file_key, CASE WHEN {gone} THEN 'interrupted' ELSE status END, "
+        "coalesce(rows_read, 0), coalesce(rows_loaded, 0), coalesce(rows_duplicate, 0), "
+        "coalesce(rows_rejected, 0), coalesce(days_changed, 0), {started}, {finished}, "
+        "backend_pid, CASE WHEN {gone} THEN %s ELSE error END "
+        "FROM tchap_stats.loads ORDER BY load_id DESC LIMIT %s").format(
+            gone=_GONE, started=stamp.format(sql.Identifier("started_at")),
+            finished=stamp.format(sql.Identifier("finished_at"))),
+        (INTERRUPTED, limit)).fetchall()
+    return [LoadLine(*row) for row in rows]
+
+
+def waiting_days(conn: psycopg.Connection, export: str, first: date | None = None,
+                 last: date | None = None) -> list[date]:
+    """The days of `export` whose summaries wait for a refresh, in [first, last] when
+    given: changed by loads (changed_days), or handed out to a summary group's queue
+    that the group has not consumed yet (summary_queue, whose days are all of the one
+    summarised export)."""
+    rows = conn.execute(
+        "SELECT DISTINCT day FROM ("
+        "  SELECT day FROM tchap_stats.changed_days WHERE export = %(export)s"
+        "  UNION ALL SELECT day FROM tchap_stats.summary_queue) AS waiting "
+        "WHERE (%(first)s::date IS NULL OR day >= %(first)s::date) "
+        "  AND (%(last)s::date IS NULL OR day <= %(last)s::date) ORDER BY day",
+        {"export": export, "first": first, "last": last}).fetchall()
+    return [day for (day,) in rows]
 
 
 def is_loaded(conn: psycopg.Connection, export: str, file: SourceFile) -> bool:

@@ -18,22 +18,27 @@ unpartitioned table, the whole table, counted for the file's extraction day. Per
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 from psycopg.copy import LibpqWriter
 
-from .config import DEFAULT_TZ, SQL_DIR
+from .config import DEFAULT_TZ, SQL_DIR, ConfigError
 from .database import local_setting
 from .exports import Export, SnapshotPerFile
 from .ledger import DayResult
 from .staging import StagedFile, Stager
 
 LOAD_SQL = SQL_DIR / "load"
+log = logging.getLogger("tchap_stats")
 _PARTITION_LOCK = 0x7C4A_0002  # advisory lock id serialising partition creation
 
 
@@ -98,14 +103,98 @@ def summarize_new_ranges(conn: psycopg.Connection, export: Export, days: list[da
         conn.execute(statement, {"table": sql.Identifier(table).as_string(conn)})
 
 
-def lock_days(conn: psycopg.Connection, export: Export, days: list[date]) -> None:
+LOCK_TIMEOUT_VARIABLE = "TCHAP_STATS_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 600.0  # seconds
+_MAX_LOCK_TIMEOUT_MS = 2**31 - 1  # PostgreSQL's largest lock_timeout (24.8 days)
+
+
+class LockTimeout(RuntimeError):
+    """A load waited longer than the lock timeout for days another load was writing."""
+
+
+def lock_timeout() -> float:
+    """How long a load waits for the days another load writes: TCHAP_STATS_LOCK_TIMEOUT
+    seconds (default 600; 0: not at all)."""
+    value = os.environ.get(LOCK_TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{LOCK_TIMEOUT_VARIABLE}={value!r} is not a number of seconds "
+                          f"(default {DEFAULT_LOCK_TIMEOUT:g}; 0 does not wait)")
+    return seconds
+
+
+def lock_days(conn: psycopg.Connection, export: Export, days: list[date],
+              timeout: float | None = None) -> None:
     """Serialise writers of the same days (parallel backfill, overlapping cron runs).
     Always taken in date order, so two loads never wait on each other in a cycle. Every
-    file of an unpartitioned table writes the same rows: one lock for the table."""
-    keys = [f"{export.name}:{day}" for day in sorted(days)] if export.partition else [
-        f"{export.name}:*"]
-    for key in keys:
+    file of an unpartitioned table writes the same rows: one lock for the table.
+
+    A lock another load holds is logged (which day, which backend holds it), then waited
+    for up to `timeout` seconds in all (default: lock_timeout()), after which LockTimeout
+    is raised. PostgreSQL does the waiting (lock_timeout, for this statement only): the
+    load gets the lock the moment the other commits, in the order loads asked for it,
+    with no polling; the error aborts the caller's transaction, which rolls back."""
+    timeout = lock_timeout() if timeout is None else timeout
+    deadline = monotonic() + timeout
+    if export.partition is None:
+        keys = [(f"{export.name}:*", f"{export.name} (the whole table)")]
+    else:
+        keys = [(f"{export.name}:{day}", f"{export.name} {day}") for day in sorted(days)]
+    for key, what in keys:
+        if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                            (key,)).fetchone()[0]:
+            _wait_for_lock(conn, key, what, deadline, timeout)
+
+
+def _wait_for_lock(conn: psycopg.Connection, key: str, what: str, deadline: float,
+                   timeout: float) -> None:
+    held_by = lock_holders(conn, key)
+    message = (f"{what}: another load is writing it{held_by}; gave up waiting after "
+               f"{timeout:g} s ({LOCK_TIMEOUT_VARIABLE}), nothing of this file was loaded")
+    remaining = deadline - monotonic()
+    if remaining <= 0:
+        raise LockTimeout(message)
+    log.info("%s: waiting for another load to finish writing it%s; giving up in %d s (%s)",
+             what, held_by, math.ceil(remaining), LOCK_TIMEOUT_VARIABLE)
+    previous = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    milliseconds = min(max(1, round(remaining * 1000)), _MAX_LOCK_TIMEOUT_MS)
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{milliseconds}ms",))
+    try:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+    except psycopg.errors.LockNotAvailable as exc:
+        raise LockTimeout(message) from exc
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (previous,))
+    log.info("%s: got the lock after waiting", what)
+
+
+def lock_holders(conn: psycopg.Connection, key: str) -> str:
+    """Who holds lock_days' lock on `key`, as pg_locks tells (a bigint advisory lock is
+    its high and low halves in classid and objid): ' (held by backend pid 123, the load
+    of FILE, in a transaction open for 12 s)', or '' when the holder is gone."""
+    rows = conn.execute(
+        """
+        WITH k AS (SELECT hashtext(%s)::bigint AS k)
+        SELECT l.pid, (SELECT file_key FROM tchap_stats.loads
+                       WHERE status = 'running' AND backend_pid = l.pid
+                       ORDER BY load_id DESC LIMIT 1),
+               round(extract(epoch FROM clock_timestamp() - a.xact_start))::bigint
+        FROM pg_locks AS l CROSS JOIN k
+        LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid::bigint = (k.k >> 32) & 4294967295
+          AND l.objid::bigint = k.k & 4294967295
+          AND l.pid <> pg_backend_pid()
+        """, (key,)).fetchall()
+    return "".join(
+        f" (held by backend pid {pid}" + (f", the load of {file}" if file else "")
+        + (f", in a transaction open for {age} s" if age is not None else "") + ")"
+        for pid, file, age in rows)
 
 
 def hash_joins(conn: psycopg.Connection) -> AbstractContextManager[None]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 from .config import ConfigError, S3Settings
+from .filenames import ListingCache, close_names, directory_names, export_of
 
 HEAD_BYTES = 64 * 1024
 
@@ -39,6 +41,8 @@ class Source(Protocol):
 
     @property
     def s3(self) -> S3Settings | None: ...
+
+    def near_misses(self, name: str) -> list[str]: ...
 
 
 def _client_arguments(settings: S3Settings) -> dict:
@@ -103,6 +107,14 @@ class LocalSource:
         with open(file.url, "rb") as f:
             return _first_line(f.read(HEAD_BYTES))
 
+    def near_misses(self, name: str) -> list[str]:
+        """The directory's files whose names are close to `name`, the expected file's name
+        (same export and day, another case, compression or date spelling: filenames.py),
+        sorted; listed again each time (a directory is cheap to read)."""
+        if export_of(name) is None:
+            return []
+        return close_names(name, directory_names(self.directory))
+
 
 class S3Source:
     def __init__(self, settings: S3Settings, bucket: str, prefix: str = ""):
@@ -146,6 +158,34 @@ class S3Source:
         body = self.client.get_object(Bucket=self.bucket, Key=key,
                                       Range=f"bytes=0-{HEAD_BYTES - 1}")["Body"]
         return _first_line(body.read())
+
+    list_page_size = 1000  # keys a list_objects_v2 call returns at most (S3's own limit)
+
+    def near_misses(self, name: str) -> list[str]:
+        """The source's objects whose names are close to `name`, the expected file's name
+        (same export and day, another case, compression or date spelling: filenames.py),
+        sorted. One listing of the export's names (one list_objects_v2 call a page)
+        serves the whole run; a listing that fails logs why and finds none."""
+        export = export_of(name)
+        if export is None:
+            return []
+        return close_names(name, self._listings.names(export, self._export_names))
+
+    @cached_property
+    def _listings(self) -> ListingCache:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return ListingCache(self.description, (BotoCoreError, ClientError))
+
+    def _export_names(self, export: str) -> list[str]:
+        """The names, relative to the source, of its objects starting with `export` (not
+        those in "subdirectories")."""
+        start = f"{self.prefix}/" if self.prefix else ""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(export), Delimiter="/",
+            PaginationConfig={"PageSize": self.list_page_size})
+        return [item["Key"].removeprefix(start)
+                for page in pages for item in page.get("Contents", [])]
 
 
 def open_source(location: str | None, s3: S3Settings) -> LocalSource | S3Source:
