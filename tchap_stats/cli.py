@@ -152,6 +152,8 @@ def _report(report: RunReport) -> None:
     click.echo(report.totals())
     if report.refresh:
         click.echo(report.refresh.summary())
+    if report.refresh_error:
+        click.echo(f"refresh FAILED: {report.refresh_error}", err=True)
     if report.missing:
         click.echo("missing files:")
         for outcome in report.missing:  # with what was found instead, if anything
@@ -162,7 +164,7 @@ def _report(report: RunReport) -> None:
 
 
 def _echo_outcome(outcome) -> None:
-    click.echo(outcome.summary(), err=outcome.status == "failed")
+    click.echo(outcome.summary(), err=outcome.status in ("failed", "not_run") or outcome.empty)
 
 
 def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, jobs: int,

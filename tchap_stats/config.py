@@ -7,6 +7,7 @@ without touching its environment.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,16 +38,18 @@ class ConfigError(ValueError):
 
 
 def _env_number(name: str, default: float, kind: type = float) -> float:
+    """A finite, non-negative number from the environment (its default when unset)."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
     try:
         number = kind(value.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{name}={value!r} is not {'an integer' if kind is int else 'a number'}"
-                          ) from exc
-    if number < 0:
-        raise ConfigError(f"{name}={value!r} must not be negative")
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        kind_word = "a whole number of days" if kind is int else "a number of seconds"
+        raise ConfigError(f"{name}={value!r} is not {kind_word} (default {default:g}; "
+                          f"0 or more)")
     return number
 
 

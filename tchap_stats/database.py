@@ -46,7 +46,10 @@ def local_setting(conn: psycopg.Connection, name: str, value: str) -> Iterator[N
     try:
         yield
     finally:
-        conn.execute("SELECT set_config(%s, %s, true)", (name, previous))
+        # A failed transaction forgets the setting as it rolls back: restoring it there
+        # would only replace the statement's error with "transaction is aborted".
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("SELECT set_config(%s, %s, true)", (name, previous))
 
 
 def resolve_database_url(database_url: str | None) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
+import re
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import date, datetime, time, timedelta
@@ -31,8 +31,8 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import LibpqWriter
 
-from .config import DEFAULT_TZ, SQL_DIR, ConfigError
-from .database import local_setting
+from .config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TZ, SQL_DIR
+from .database import connect, local_setting
 from .exports import Export, SnapshotPerFile
 from .ledger import DayResult
 from .staging import StagedFile, Stager
@@ -103,8 +103,6 @@ def summarize_new_ranges(conn: psycopg.Connection, export: Export, days: list[da
         conn.execute(statement, {"table": sql.Identifier(table).as_string(conn)})
 
 
-LOCK_TIMEOUT_VARIABLE = "TCHAP_STATS_LOCK_TIMEOUT"
-DEFAULT_LOCK_TIMEOUT = 600.0  # seconds
 _MAX_LOCK_TIMEOUT_MS = 2**31 - 1  # PostgreSQL's largest lock_timeout (24.8 days)
 
 
@@ -112,34 +110,17 @@ class LockTimeout(RuntimeError):
     """A load waited longer than the lock timeout for days another load was writing."""
 
 
-def lock_timeout() -> float:
-    """How long a load waits for the days another load writes: TCHAP_STATS_LOCK_TIMEOUT
-    seconds (default 600; 0: not at all)."""
-    value = os.environ.get(LOCK_TIMEOUT_VARIABLE, "").strip()
-    if not value:
-        return DEFAULT_LOCK_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{LOCK_TIMEOUT_VARIABLE}={value!r} is not a number of seconds "
-                          f"(default {DEFAULT_LOCK_TIMEOUT:g}; 0 does not wait)")
-    return seconds
-
-
 def lock_days(conn: psycopg.Connection, export: Export, days: list[date],
-              timeout: float | None = None) -> None:
+              timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
     """Serialise writers of the same days (parallel backfill, overlapping cron runs).
     Always taken in date order, so two loads never wait on each other in a cycle. Every
     file of an unpartitioned table writes the same rows: one lock for the table.
 
     A lock another load holds is logged (which day, which backend holds it), then waited
-    for up to `timeout` seconds in all (default: lock_timeout()), after which LockTimeout
+    for up to `timeout` seconds in all (Settings.lock_timeout), after which LockTimeout
     is raised. PostgreSQL does the waiting (lock_timeout, for this statement only): the
     load gets the lock the moment the other commits, in the order loads asked for it,
     with no polling; the error aborts the caller's transaction, which rolls back."""
-    timeout = lock_timeout() if timeout is None else timeout
     deadline = monotonic() + timeout
     if export.partition is None:
         keys = [(f"{export.name}:*", f"{export.name} (the whole table)")]
@@ -155,12 +136,12 @@ def _wait_for_lock(conn: psycopg.Connection, key: str, what: str, deadline: floa
                    timeout: float) -> None:
     held_by = lock_holders(conn, key)
     message = (f"{what}: another load is writing it{held_by}; gave up waiting after "
-               f"{timeout:g} s ({LOCK_TIMEOUT_VARIABLE}), nothing of this file was loaded")
+               f"{timeout:g} s (TCHAP_STATS_LOCK_TIMEOUT), nothing of this file was loaded")
     remaining = deadline - monotonic()
     if remaining <= 0:
         raise LockTimeout(message)
     log.info("%s: waiting for another load to finish writing it%s; giving up in %d s (%s)",
-             what, held_by, math.ceil(remaining), LOCK_TIMEOUT_VARIABLE)
+             what, held_by, math.ceil(remaining), "TCHAP_STATS_LOCK_TIMEOUT")
     previous = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
     milliseconds = min(max(1, round(remaining * 1000)), _MAX_LOCK_TIMEOUT_MS)
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{milliseconds}ms",))
@@ -244,6 +225,42 @@ def copy_rows(conn: psycopg.Connection, target: sql.Composable, columns: tuple[s
     with cursor.copy(statement, writer=LibpqWriter(cursor)) as copy:
         for chunk in chunks:
             copy.write(chunk)
+
+
+# The context PostgreSQL gives a row COPY refused: "COPY table, line 12, column x: ...".
+_COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
+# Errors a row's values can cause (as opposed to the server, locks or the connection).
+ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded)
+
+
+class RowRefused(RuntimeError):
+    """PostgreSQL refused a row staging had accepted; the message names its file line."""
+
+
+def refused_row(database_url: str, stager: Stager, staged: StagedFile, day: date,
+                timezone: str = DEFAULT_TZ) -> tuple[int | None, str | None, str] | None:
+    """Which line of the file PostgreSQL refuses: the day's rows are copied again, in file
+    order, into an empty temporary copy of their table (same constraints and indexes), on
+    a connection of their own; the COPY's failing line is then a position in file order.
+    (file line, column, PostgreSQL's message), or None if the copy goes through."""
+    export = staged.export
+    target = day_parts(export, day, timezone)[0]["target"]
+    probe = sql.Identifier("refused_row_probe")
+    with connect(database_url) as conn:
+        try:
+            conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING ALL)").format(
+                probe, target))
+            copy_rows(conn, probe, export.table_columns,
+                      stager.stream_day(staged, day, ordered=True))
+        except psycopg.Error as exc:
+            found = _COPY_LINE.search(exc.diag.context or "")
+            if found is None:
+                return None
+            line = stager.line_of_day_row(staged, day, int(found[1]))
+            return line, found[2], exc.diag.message_primary or str(exc)
+        finally:
+            conn.rollback()
+    return None
 
 
 class DayWriter:

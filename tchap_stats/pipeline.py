@@ -24,8 +24,18 @@ from . import ledger
 from .config import Settings, mask
 from .database import connect
 from .exports import Export
+from .filenames import near_miss_note
 from .ledger import DayResult
-from .load import DayWriter, ensure_partitions, lock_days, summarize_new_ranges
+from .load import (
+    ROW_ERRORS,
+    DayWriter,
+    LockTimeout,
+    RowRefused,
+    ensure_partitions,
+    lock_days,
+    refused_row,
+    summarize_new_ranges,
+)
 from .schema import require_schema
 from .source import Source, SourceError, SourceFile
 from .staging import StagedFile, Stager, StagingError
@@ -197,7 +207,8 @@ class Loader:
         except Exception as exc:  # any error of one file is that file's
             return FileOutcome(export.name, name, "failed", error=self._mask(exc))
         if file is None:
-            return FileOutcome(export.name, name, "missing")
+            return FileOutcome(export.name, name, "missing",
+                               error=near_miss_note(self.source.near_misses(name)))
         self._reconnect_if_broken()
         try:
             if not force and ledger.is_loaded(self.conn, export.name, file):
@@ -241,7 +252,8 @@ class Loader:
                 log.warning("%s: the file holds its header and no data line", name)
             self._summarize_ranges(export, list(staged.days))
         except Exception as exc:  # any error of one file is that file's
-            if not isinstance(exc, StagingError | SourceError | TooManyRejects | psycopg.Error):
+            if not isinstance(exc, StagingError | SourceError | TooManyRejects | LockTimeout
+                              | RowRefused | psycopg.Error):
                 log.debug("%s: unexpected error", name, exc_info=True)
             outcome.error = self._mask(exc) or type(exc).__name__
             outcome.rows_loaded = 0
@@ -275,9 +287,32 @@ class Loader:
 
     def _write(self, staged: StagedFile, replace: bool) -> list[DayResult]:
         days = sorted(staged.days)
-        lock_days(self.conn, staged.export, days)
+        lock_days(self.conn, staged.export, days, self.settings.lock_timeout)
         writer = DayWriter(self.conn, self.stager, staged, self.settings.timezone)
-        return [writer.write(day, replace) for day in days]
+        results = []
+        for day in days:
+            try:
+                results.append(writer.write(day, replace))
+            except ROW_ERRORS as exc:
+                raise self._refusal(staged, day, exc) from exc
+        return results
+
+    def _refusal(self, staged: StagedFile, day: date, exc: psycopg.Error) -> Exception:
+        """A row PostgreSQL refused (staging checks what it can; a constraint added by hand,
+        an index over several long values can still refuse one), named by its file line."""
+        try:
+            found = refused_row(self.database_url, self.stager, staged, day,
+                                self.settings.timezone)
+        except Exception:  # the original error is the one to report
+            log.debug("could not locate the refused row", exc_info=True)
+            found = None
+        if found is None:
+            return exc
+        line, column, message = found
+        where = f"line {line}" if line else "a line"
+        return RowRefused(f"{staged.file.key}: PostgreSQL refused the row of {where}"
+                          + (f" (column {column})" if column else "")
+                          + f": {message}; nothing of the file was loaded")
 
     def _record_failure(self, load_id: int, file_key: str, outcome: FileOutcome,
                         staged: StagedFile | None) -> None:

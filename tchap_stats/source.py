@@ -8,11 +8,12 @@ It never downloads a whole file: DuckDB reads the data itself.
 from __future__ import annotations
 
 import hashlib
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from .config import ConfigError, S3Settings
 from .filenames import ListingCache, close_names, directory_names, export_of
@@ -38,6 +39,8 @@ class Source(Protocol):
     def find(self, name: str) -> SourceFile | None: ...
 
     def first_line(self, file: SourceFile) -> bytes: ...
+
+    def open(self, file: SourceFile) -> BinaryIO: ...
 
     @property
     def s3(self) -> S3Settings | None: ...
@@ -78,7 +81,8 @@ def s3_reading_client(settings: S3Settings):
 
 
 def _first_line(head: bytes) -> bytes:
-    return head.split(b"\n", 1)[0].rstrip(b"\r")
+    """The header: lines end with \n, \r\n or (old Mac files) \r."""
+    return re.split(rb"\r\n|\n|\r", head, maxsplit=1)[0]
 
 
 class LocalSource:
@@ -104,8 +108,17 @@ class LocalSource:
                           size=path.stat().st_size)
 
     def first_line(self, file: SourceFile) -> bytes:
-        with open(file.url, "rb") as f:
-            return _first_line(f.read(HEAD_BYTES))
+        try:
+            with open(file.url, "rb") as f:
+                return _first_line(f.read(HEAD_BYTES))
+        except OSError as exc:
+            raise SourceError(f"{file.key}: {exc.strerror or exc}") from exc
+
+    def open(self, file: SourceFile) -> BinaryIO:
+        try:
+            return open(file.url, "rb")
+        except OSError as exc:
+            raise SourceError(f"{file.key}: {exc.strerror or exc}") from exc
 
     def near_misses(self, name: str) -> list[str]:
         """The directory's files whose names are close to `name`, the expected file's name
@@ -141,7 +154,7 @@ class S3Source:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def find(self, name: str) -> SourceFile | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         key = self._key(name)
         try:
@@ -150,14 +163,31 @@ class S3Source:
             if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return None
             raise SourceError(f"s3://{self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:  # the connection failed, even after retries
+            raise SourceError(f"s3://{self.bucket}/{key}: {exc}") from exc
         return SourceFile(key=key, url=f"s3://{self.bucket}/{key}",
                           etag=head["ETag"].strip('"'), size=head["ContentLength"])
 
-    def first_line(self, file: SourceFile) -> bytes:
+    def _get(self, file: SourceFile, **options: str):
+        from botocore.exceptions import BotoCoreError, ClientError
+
         key = file.url.removeprefix(f"s3://{self.bucket}/")
-        body = self.client.get_object(Bucket=self.bucket, Key=key,
-                                      Range=f"bytes=0-{HEAD_BYTES - 1}")["Body"]
-        return _first_line(body.read())
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key, **options)["Body"]
+        except (BotoCoreError, ClientError) as exc:
+            raise SourceError(f"{file.url}: {exc}") from exc
+
+    def first_line(self, file: SourceFile) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        body = self._get(file, Range=f"bytes=0-{HEAD_BYTES - 1}")
+        try:
+            return _first_line(body.read())
+        except (BotoCoreError, OSError) as exc:
+            raise SourceError(f"{file.url}: {exc}") from exc
+
+    def open(self, file: SourceFile) -> BinaryIO:
+        return _Body(self._get(file), file.url)
 
     list_page_size = 1000  # keys a list_objects_v2 call returns at most (S3's own limit)
 
@@ -186,6 +216,31 @@ class S3Source:
             PaginationConfig={"PageSize": self.list_page_size})
         return [item["Key"].removeprefix(start)
                 for page in pages for item in page.get("Contents", [])]
+
+
+class _Body:
+    """An S3 object's body as a stream whose errors are SourceErrors."""
+
+    def __init__(self, body, url: str):
+        self._body = body
+        self._url = url
+
+    def read(self, size: int = -1) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return self._body.read(size if size >= 0 else None)
+        except (BotoCoreError, OSError) as exc:
+            raise SourceError(f"{self._url}: {exc}") from exc
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self) -> _Body:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def open_source(location: str | None, s3: S3Settings) -> LocalSource | S3Source:

@@ -110,6 +110,7 @@ class StagedFile:
     rejects: list[Reject] = field(default_factory=list)
     spanning: int = 0  # records with a value running over several lines
     blank_lines: int = 0
+    reader_reject_lines: list[int] = field(default_factory=list)  # to number the other lines
 
     @property
     def rows_staged(self) -> int:
@@ -482,8 +483,9 @@ class Stager:
                 f"count(*) FILTER (WHERE spans_lines) FROM {ident(checked)}").fetchone()
             rejects, reader_rejected, reader_spanning = self._reader_rejects(reader_rejects,
                                                                              numbered)
+            reader_lines = sorted(r.line for r in rejects if r.line is not None)
             if accepted > valid:
-                rejects += self._checked_rejects(checked, [r.line for r in rejects])
+                rejects += self._checked_rejects(checked, reader_lines)
                 rejects.sort(key=lambda r: r.line or 0)
         except duckdb.InvalidInputException:
             for table in (checked, losers):
@@ -532,23 +534,37 @@ class Stager:
                 rejects.append(Reject(line, column, reason, text[:lines.MAX_RAW_LINE]))
         return rejects, len(rows), spanning
 
-    def _checked_rejects(self, checked: str, reader_lines: list[int | None]) -> list[Reject]:
+    def _checked_rejects(self, checked: str, reader_lines: list[int]) -> list[Reject]:
         """Lines the reader split but the checks refused, with their line numbers."""
         found = self.con.execute(
             f"SELECT rowid + 1, file_line, reject_column, reject_reason, raw_line "
             f"FROM {ident(checked)} WHERE reject_reason IS NOT NULL ORDER BY rowid "
             f"LIMIT {MAX_STORED_REJECTS}"
         ).fetchall()
-        lines_before = sorted(line for line in reader_lines if line is not None)
-        return [Reject(file_line or _reader_line(record, lines_before), column, reason, raw)
+        return [Reject(file_line or _reader_line(record, reader_lines), column, reason, raw)
                 for record, file_line, column, reason, raw in found]
+
+    def line_of_day_row(self, staged: StagedFile, day: date, position: int) -> int | None:
+        """The file line of the `position`-th (from 1) row of `day` as `stream_day(...,
+        ordered=True)` writes them."""
+        export = staged.export
+        found = self.con.execute(_render(
+            "loadable_row_at.sql", checked=ident(staged.checked), losers=ident(staged.losers),
+            day_column=ident(staging_day(export)[0])), {"day": day, "offset": position - 1}
+        ).fetchone()
+        if found is None:
+            return None
+        record, file_line = found
+        return file_line or _reader_line(record, staged.reader_reject_lines)
 
     def drop(self, staged: StagedFile) -> None:
         for table in (staged.checked, staged.losers):
             self.con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
 
-    def stream_day(self, staged: StagedFile, day: date) -> Iterator[bytes]:
-        """The staged rows of `day`, in PostgreSQL's COPY text format.
+    def stream_day(self, staged: StagedFile, day: date, ordered: bool = False
+                   ) -> Iterator[bytes]:
+        """The staged rows of `day`, in PostgreSQL's COPY text format (`ordered`: in file
+        order, to tell which line a refused row came from; else as fast as DuckDB writes).
 
         DuckDB writes into a named pipe from a worker thread while the caller consumes it,
         so memory stays flat and DuckDB's formatting overlaps PostgreSQL's parsing.
@@ -557,33 +573,35 @@ class Stager:
         export = staged.export
         values = ", ".join(_pg_text(ident(c)) if export.column_type(c) == "text" else ident(c)
                            for c in export.table_columns)
-        return self.stream_over_day(staged, day, "SELECT * FROM day_rows", {}, values)
+        return self.stream_over_day(staged, day, "SELECT * FROM day_rows", {}, values,
+                                    ordered=ordered)
 
     def stream_over_day(self, staged: StagedFile, day: date, query: str,
-                        params: dict[str, object], values: str = PG_TEXT_VALUE
-                        ) -> Iterator[bytes]:
+                        params: dict[str, object], values: str = PG_TEXT_VALUE, *,
+                        ordered: bool = False) -> Iterator[bytes]:
         """The rows (COPY text format) of a DuckDB `query` over `day_rows`: the staged
         rows of `day`, in the table's columns, as they are loaded (e.g. a summary's
         aggregate of them)."""
         export = staged.export
         rows = _render(
             "loadable_rows.sql", checked=ident(staged.checked), losers=ident(staged.losers),
-            day_column=ident(staging_day(export)[0]), table_columns=_output_columns(export))
+            day_column=ident(staging_day(export)[0]), table_columns=_output_columns(export),
+            order="ORDER BY rowid" if ordered else "")
         try:
             yield from self.stream_rows(f"WITH day_rows AS (\n{rows}\n)\n{query}",
-                                        {**params, "day": day}, values)
+                                        {**params, "day": day}, values, ordered=ordered)
         except StagingError as exc:
             raise StagingError(f"{staged.file.key}: streaming {day}: {exc}") from exc
 
     def stream_rows(self, query: str, params: dict[str, object],
-                    values: str = PG_TEXT_VALUE) -> Iterator[bytes]:
+                    values: str = PG_TEXT_VALUE, ordered: bool = False) -> Iterator[bytes]:
         """The rows of a DuckDB query in PostgreSQL's COPY text format, written into a
         named pipe from a worker thread while the caller consumes them. `values` is the
         select list writing the query's columns in that format."""
         # Row order does not matter to PostgreSQL: let DuckDB write from several threads.
         copy = (f"COPY (SELECT {values} FROM ({query})) TO $pipe "
                 f"(FORMAT csv, DELIMITER '\t', QUOTE '', ESCAPE '', NULLSTR '\\N', "
-                f"HEADER false, PRESERVE_ORDER false)")
+                f"HEADER false, PRESERVE_ORDER {'true' if ordered else 'false'})")
         with tempfile.TemporaryDirectory(dir=self.workdir.path) as tmp:
             pipe = Path(tmp) / "rows"
             os.mkfifo(pipe)

@@ -35,7 +35,8 @@ READ_VARIABLES = [
     "DATABASE_URL", "S3_BUCKET_NAME", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_ENDPOINT",
     "S3_REGION", "S3_URL_STYLE", "S3_USE_SSL", "TCHAP_STATS_SOURCE", "TCHAP_STATS_TZ",
     "TCHAP_STATS_EXPORTS", "TCHAP_STATS_REJECT_THRESHOLD", "TCHAP_STATS_DUCKDB_MEMORY",
-    "TCHAP_STATS_SPILL_DIR",
+    "TCHAP_STATS_SPILL_DIR", "TCHAP_STATS_LOCK_TIMEOUT", "TCHAP_STATS_ACCEPT_DAYS_BEFORE",
+    "TCHAP_STATS_ACCEPT_DAYS_AFTER", "TCHAP_STATS_PREAGGREGATE",
 ]
 
 
@@ -445,8 +446,6 @@ def test_check_exits_1_when_rows_differ_and_no_day_waits(database_url, db, expor
     assert "wait for a summary refresh" not in result.output
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.py does not ask the source for near misses "
-                   "yet: Loader.load's missing outcome takes error=near_miss_note(...)")
 def test_a_missing_file_names_its_near_misses(database_url, exports_dir, tmp_path):
     write_file(exports_dir, D, [row("@a")]).rename(
         exports_dir / "user_daily_visits_2024-11-14.CSV")

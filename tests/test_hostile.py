@@ -284,3 +284,26 @@ def test_a_re_uploaded_file_with_a_new_etag_is_loaded_again(lenient, database_ur
     again = run_files(lenient, database_url, exports_dir, [USER_DAILY_VISITS], [D]).outcomes[0]
     assert (again.status, again.rows_loaded, again.rows_duplicate) == ("loaded", 1, 3)
     assert db.execute("SELECT count(*) FROM user_daily_visits").fetchone()[0] == 4
+
+
+@pytest.mark.parametrize("path", ["copy into an empty day", "merge into a day with rows"])
+@pytest.mark.parametrize("read", ["by DuckDB's reader", "line by line"])
+def test_a_row_postgresql_still_refuses_is_named_by_its_file_line(
+        path, read, lenient, database_url, db, exports_dir):
+    """Staging checks what it can; a constraint added by hand can still refuse a row. The
+    file fails, and the error names the row's line in the file, not in a COPY stream."""
+    if path == "merge into a day with rows":
+        visits_file(exports_dir, [good(1000)])
+        run_files(lenient, database_url, exports_dir, [USER_DAILY_VISITS], [D])
+    db.execute("ALTER TABLE user_daily_visits "
+               "ADD CONSTRAINT hand_made CHECK (user_id <> '@refused')")
+    bad = {36: good(36, user=b"@refused")}  # line 38
+    if read == "line by line":
+        bad[10] = good(10, ua=b'"Mozilla')  # a stray quote: the file is read line by line
+    visits_file(exports_dir, lines_with(50, bad))
+    outcome = run_files(lenient, database_url, exports_dir, [USER_DAILY_VISITS], [D],
+                        force=True).outcomes[0]
+    assert outcome.status == "failed"
+    assert "refused the row of line 38" in outcome.error and "hand_made" in outcome.error
+    assert db.execute("SELECT count(*) FROM user_daily_visits").fetchone()[0] == (
+        1 if path == "merge into a day with rows" else 0)

@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from tchap_stats import ledger
-from tchap_stats.config import ConfigError
+from tchap_stats.config import ConfigError, Settings
 from tchap_stats.database import connect
 from tchap_stats.exports import EXPORTS, USER_DAILY_VISITS
 from tchap_stats.filenames import near_miss_note
-from tchap_stats.load import LockTimeout, lock_days, lock_timeout
+from tchap_stats.load import LockTimeout, lock_days
 from tchap_stats.source import LocalSource, S3Source, s3_client
 
 from .conftest import write_file
@@ -110,14 +110,14 @@ def test_the_lock_timeout_comes_from_the_environment(monkeypatch, value, seconds
         monkeypatch.delenv("TCHAP_STATS_LOCK_TIMEOUT", raising=False)
     else:
         monkeypatch.setenv("TCHAP_STATS_LOCK_TIMEOUT", value)
-    assert lock_timeout() == seconds
+    assert Settings.from_env().lock_timeout == seconds
 
 
 @pytest.mark.parametrize("value", ["ten", "-1", "nan", "inf"])
 def test_a_bad_lock_timeout_is_a_config_error_naming_the_variable(monkeypatch, value):
     monkeypatch.setenv("TCHAP_STATS_LOCK_TIMEOUT", value)
     with pytest.raises(ConfigError, match="TCHAP_STATS_LOCK_TIMEOUT"):
-        lock_timeout()
+        Settings.from_env()
 
 
 # --- real runs -----------------------------------------------------------------------------

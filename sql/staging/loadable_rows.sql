@@ -5,3 +5,4 @@ FROM {checked}
 WHERE reject_reason IS NULL
   AND {day_column} = $day
   AND rowid NOT IN (SELECT row_id FROM {losers})
+{order}
