@@ -159,18 +159,18 @@ def _csv_field(raw: str) -> str:
 def _problems(export: Export, raw: dict[str, str], parsed: dict[str, str],
               windowed: bool) -> list[tuple[str, str, str]]:
     """(condition, column, reason SQL) of each check a line must pass, in order: the first
-    one failed is the line's reject reason."""
-    problems: list[tuple[str, str, str]] = []
+    one failed is the line's reject reason. Line breaks come first, so that a record
+    holding several lines is always known as such (see `spans_lines`)."""
+    problems: list[tuple[str, str, str]] = [
+        (f"(contains({raw[c.name]}, chr(10)) OR contains({raw[c.name]}, chr(13)))", c.name,
+         literal("a line break in a column that cannot hold one (an unbalanced quote?)"))
+        for c in export.columns if not c.multiline]
     for c in export.columns:
         value, typed = raw[c.name], parsed[c.name]
         if c.required:
             problems.append((f"coalesce({value}, '') = ''", c.name, literal("empty value")))
         problems.append((f"contains({value}, chr(0))", c.name,
                          literal("a NUL character in the value")))
-        if not c.multiline:
-            problems.append((f"(contains({value}, chr(10)) OR contains({value}, chr(13)))",
-                             c.name, literal("a line break in a column that cannot hold one "
-                                             "(an unbalanced quote?)")))
         if c.type == "text" and c.max_bytes:
             problems.append((f"strlen({value}) > {c.max_bytes}", c.name, (
                 f"{literal(f'longer than {c.max_bytes:,} bytes: ')} || "
@@ -178,14 +178,18 @@ def _problems(export: Export, raw: dict[str, str], parsed: dict[str, str],
         if c.type != "text":
             reason = f"{literal(TYPE_PROBLEMS[c.type] + ': ')} || {value}"
             problems.append((f"{value} <> '' AND {typed} IS NULL", c.name, reason))
+        # Instants compare with the zone's midnights (cast once from the bound dates): no
+        # per-row conversion to a calendar day.
+        bound = "TIMESTAMPTZ" if c.type == "timestamptz" else "TIMESTAMP"
         if c.type in ("timestamp", "timestamptz"):
             implausible = f"implausible date (before {TCHAP_STARTED}, or more than a day ahead): "
             problems.append((
-                f"CAST({typed} AS DATE) NOT BETWEEN {literal(TCHAP_STARTED.isoformat())}::DATE "
-                f"AND $latest_day", c.name, f"{literal(implausible)} || {value}"))
+                f"({typed} < CAST($earliest AS {bound}) OR {typed} >= CAST($latest AS {bound}))",
+                c.name, f"{literal(implausible)} || {value}"))
         if windowed and c.name == export.dated_by:
             problems.append((
-                f"CAST({typed} AS DATE) NOT BETWEEN $window_first AND $window_last", c.name,
+                f"({typed} < CAST($window_start AS {bound}) "
+                f"OR {typed} >= CAST($window_end AS {bound}))", c.name,
                 "'outside the file''s window (' || CAST($window_first AS VARCHAR) || '..' || "
                 f"CAST($window_last AS VARCHAR) || '): ' || {value}"))
     return problems
@@ -198,13 +202,19 @@ def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str, *,
     raw = {c.name: ident(f"raw_{c.name}") for c in export.columns}
     parsed = {c.name: ident(f"parsed_{c.name}") for c in export.columns}
     problems = _problems(export, raw, parsed, windowed)
-    reject_column = "CASE " + " ".join(
-        f"WHEN {cond} THEN {literal(col)}" for cond, col, _ in problems) + " END"
-    reject_reason = "CASE " + " ".join(
-        f"WHEN {cond} THEN {literal(col + ': ')} || {reason}" for cond, col, reason in problems
-    ) + " END"
-    spans_lines = " OR ".join(f"contains({raw[c.name]}, chr(10)) OR contains({raw[c.name]}, "
-                              f"chr(13))" for c in export.columns)
+    # Each condition is evaluated once, for the number of the first one a line fails; its
+    # column and reason are then looked up by that number, for rejected lines only.
+    problem = "CASE " + " ".join(
+        f"WHEN {cond} THEN {n}" for n, (cond, _, _) in enumerate(problems, 1)) + " END"
+    reject_column = "CASE problem " + " ".join(
+        f"WHEN {n} THEN {literal(col)}" for n, (_, col, _) in enumerate(problems, 1)) + " END"
+    reject_reason = "CASE problem " + " ".join(
+        f"WHEN {n} THEN {literal(col + ': ')} || {reason}"
+        for n, (_, col, reason) in enumerate(problems, 1)) + " END"
+    line_breaks = sum(not c.multiline for c in export.columns)
+    spans_lines = " OR ".join([f"coalesce(problem <= {line_breaks}, false)"] + [
+        f"coalesce(contains({raw[c.name]}, chr(10)) OR contains({raw[c.name]}, chr(13)), false)"
+        for c in export.columns if c.multiline])
     line = ident(lines.LINE_COLUMN)
     reader_columns = ([lines.LINE_COLUMN] if numbered else []) + list(export.header)
     raw_line = " || ',' || ".join(_csv_field(raw[c.name]) for c in export.columns)
@@ -223,11 +233,12 @@ def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str, *,
         "typed_rows.sql",
         output_columns=",\n        ".join(outputs),
         derived_columns=derived,
+        problem=problem,
         reject_column=reject_column,
         reject_reason=reject_reason,
         raw_line=f"left({raw_line}, {lines.MAX_RAW_LINE})",
         file_line=f"TRY_CAST({line} AS BIGINT)" if numbered else "CAST(NULL AS BIGINT)",
-        spans_lines=f"coalesce({spans_lines}, false)",
+        spans_lines=spans_lines,
         parsed_columns=", ".join(
             f"{_parse_expression(c.type, ident(c.name))} AS {parsed[c.name]}"
             for c in export.columns) + (f", {line}" if numbered else ""),
@@ -469,11 +480,8 @@ class Stager:
             query = _render("checked_rows.sql", checked=ident(checked), typed_rows=typed_rows_sql(
                 export, reader_rejects, reader_scans, windowed=window is not None,
                 numbered=numbered))
-            first, last = window or (None, None)
             con.execute(query, _bound(query, url=url, file_date=file_date,
-                                      window_first=first, window_last=last,
-                                      latest_day=today_in(self.settings.timezone)
-                                      + timedelta(days=1)))
+                                      **self._date_bounds(window)))
             con.execute(duplicate_losers_sql(export, checked, losers))
             days = dict(con.execute(_render(
                 "rows_per_day.sql", checked=ident(checked), losers=ident(losers),
@@ -505,6 +513,20 @@ class Stager:
             rows_valid=valid, days=days, rejects=rejects[:MAX_STORED_REJECTS],
             spanning=spanning + reader_spanning,
         )
+
+    def _date_bounds(self, window: tuple[date, date] | None) -> dict[str, object]:
+        """The days a line's timestamps must lie within: since Tchap started until the end
+        of tomorrow, and the file's window. Bound as dates in text, which DuckDB casts to
+        the cursor zone's midnights (a TIMESTAMPTZ) or to naive midnights (a TIMESTAMP)."""
+        today = datetime.now(ZoneInfo(self.settings.timezone)).date()
+        bounds: dict[str, object] = {
+            "earliest": TCHAP_STARTED.isoformat(),
+            "latest": (today + timedelta(days=2)).isoformat()}
+        if window:
+            first, last = window
+            bounds.update(window_first=first, window_last=last, window_start=first.isoformat(),
+                          window_end=(last + timedelta(days=1)).isoformat())
+        return bounds
 
     def _window(self, export: Export, file_date: date | None) -> tuple[date, date] | None:
         """The days a dated export's file may hold rows for, around its extraction date."""
@@ -629,10 +651,6 @@ class Stager:
                 writer.join()
             if failure:
                 raise StagingError(str(failure[0]))
-
-
-def today_in(timezone: str) -> date:
-    return datetime.now(ZoneInfo(timezone)).date()
 
 
 def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
