@@ -19,6 +19,7 @@ from .config import ConfigError, S3Settings
 from .filenames import ListingCache, close_names, directory_names, export_of
 
 HEAD_BYTES = 64 * 1024
+READ_ATTEMPTS = 3  # for a response body cut off while being read
 
 
 class SourceError(RuntimeError):
@@ -180,11 +181,16 @@ class S3Source:
     def first_line(self, file: SourceFile) -> bytes:
         from botocore.exceptions import BotoCoreError
 
-        body = self._get(file, Range=f"bytes=0-{HEAD_BYTES - 1}")
-        try:
-            return _first_line(body.read())
-        except (BotoCoreError, OSError) as exc:
-            raise SourceError(f"{file.url}: {exc}") from exc
+        # botocore retries a request that fails, not a body cut off once it has started:
+        # the ranged GET is tried again, as DuckDB's reader retries its own reads.
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            body = self._get(file, Range=f"bytes=0-{HEAD_BYTES - 1}")
+            try:
+                return _first_line(body.read())
+            except (BotoCoreError, OSError) as exc:
+                if attempt == READ_ATTEMPTS:
+                    raise SourceError(f"{file.url}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def open(self, file: SourceFile) -> BinaryIO:
         return _Body(self._get(file), file.url)
