@@ -54,12 +54,12 @@ sys.path.insert(0, str(ROOT))
 
 from tchap_stats.config import S3Settings, Settings  # noqa: E402
 from tchap_stats.database import connect  # noqa: E402
+from tchap_stats.dates import days_between  # noqa: E402
 from tchap_stats.exports import EXPORTS, USER_DAILY_VISITS, default_exports  # noqa: E402
-from tchap_stats.generate import Options, generate  # noqa: E402
-from tchap_stats.load import days_between  # noqa: E402
-from tchap_stats.pipeline import run  # noqa: E402
+from tchap_stats.pipeline import RunOptions, run  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
 from tchap_stats.source import LocalSource, s3_client  # noqa: E402
+from tchap_stats.synthetic.generate import Options, generate  # noqa: E402
 from tests.faultkit import (  # noqa: E402
     Child,
     Fault,
@@ -180,8 +180,8 @@ def file_keys(bench: Bench, settings: Settings) -> DayKeys:
     keys: DayKeys = {}
     with connect(url, autocommit=True) as conn:
         for day in days_between(bench.first, bench.last):
-            report = run(settings, url, source, [USER_DAILY_VISITS], [day], replace=True,
-                         refresh_summaries=False)
+            report = run(settings, url, source, [USER_DAILY_VISITS], [day],
+                         RunOptions(replace=True, refresh_summaries=False))
             outcome = report.outcomes[0]
             if outcome.status != "loaded":
                 raise RuntimeError(f"{outcome.summary()}")

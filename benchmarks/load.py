@@ -37,9 +37,9 @@ import moto_s3  # noqa: E402
 
 from tchap_stats.database import start_embedded  # noqa: E402
 from tchap_stats.exports import EXPORTS  # noqa: E402
-from tchap_stats.generate import Generator, Options  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
 from tchap_stats.source import s3_client  # noqa: E402
+from tchap_stats.synthetic.generate import Generator, Options  # noqa: E402
 
 DAY = date(2024, 11, 14)
 CSV_OPTIONS = legacy.CSV_OPTIONS

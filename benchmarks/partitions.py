@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tchap_stats.database import start_embedded  # noqa: E402
-from tchap_stats.load import month_bounds  # noqa: E402
+from tchap_stats.dates import month_bounds  # noqa: E402
 
 COLUMNS = ("user_id varchar NOT NULL, device_id varchar NOT NULL, visit_ts timestamptz NOT NULL,"
            " visit_date date NOT NULL, platform varchar NOT NULL")

@@ -59,9 +59,10 @@ bench_load = _bench_load()
 
 from tchap_stats.config import SQL_DIR, S3Settings, Settings  # noqa: E402
 from tchap_stats.database import connect, start_embedded  # noqa: E402
+from tchap_stats.dates import month_bounds  # noqa: E402
 from tchap_stats.exports import USER_DAILY_VISITS  # noqa: E402
-from tchap_stats.load import copy_rows, month_bounds, partition_name  # noqa: E402
-from tchap_stats.pipeline import run  # noqa: E402
+from tchap_stats.load import copy_rows, partition_name  # noqa: E402
+from tchap_stats.pipeline import RunOptions, run  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
 from tchap_stats.source import LocalSource  # noqa: E402
 from tchap_stats.staging import StagedFile, Stager, _render, ident  # noqa: E402
@@ -258,7 +259,8 @@ def identical(found: dict[str, dict[str, int]]) -> bool:
 
 def load_day(settings: Settings, url: str, folder: Path, day: date) -> list[date]:
     """The real loader, without summaries. Returns the days it changed."""
-    report = run(settings, url, LocalSource(folder), [EXPORT], [day], refresh_summaries=False)
+    report = run(settings, url, LocalSource(folder), [EXPORT], [day],
+                 RunOptions(refresh_summaries=False))
     outcome = report.outcomes[0]
     if outcome.status != "loaded":
         raise SystemExit(f"load failed: {outcome.summary()}")

@@ -53,8 +53,9 @@ import moto_s3  # noqa: E402
 
 from tchap_stats.classify import classify_sql  # noqa: E402
 from tchap_stats.database import start_embedded  # noqa: E402
+from tchap_stats.dates import days_between  # noqa: E402
 from tchap_stats.exports import USER_DAILY_VISITS  # noqa: E402
-from tchap_stats.load import days_between, ensure_partitions  # noqa: E402
+from tchap_stats.load import ensure_partitions  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
 from tchap_stats.source import s3_client  # noqa: E402
 from tchap_stats.summaries import refresh_changed  # noqa: E402

@@ -17,17 +17,24 @@ from pathlib import Path
 import click
 import psycopg
 
-from . import generate as generate_module
 from . import ledger
 from .config import ConfigError, Settings, mask
 from .database import DatabaseError, connect, resolve_database_url
+from .dates import days_between, today, whole_months, yesterday
 from .exports import EXPORTS, default_exports, parse_only
-from .load import days_between
-from .pipeline import EXIT_FAILED, EXIT_USAGE, RunReport, run, today, yesterday
+from .pipeline import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    FileOutcome,
+    RunOptions,
+    RunReport,
+    Status,
+    run,
+)
 from .schema import LegacySchemaError, SchemaNotReady, migrate, require_schema
 from .source import open_source
 from .summaries import EXPORT as SUMMARISED_EXPORT
-from .summaries import check, refresh_changed, refresh_range, whole_months
+from .summaries import check, refresh_changed, refresh_range
 
 log = logging.getLogger("tchap_stats")
 
@@ -141,7 +148,7 @@ def migrate_command(obj: Context) -> None:
     url = _database_url(obj)
     try:
         with connect(url, autocommit=True) as conn:
-            applied = migrate(conn)
+            applied = migrate(conn, obj.settings.timezone)
     except LegacySchemaError as exc:
         obj.fail(str(exc))
     click.echo(f"schema up to date ({', '.join(applied)} applied now)" if applied
@@ -163,8 +170,27 @@ def _report(report: RunReport) -> None:
         click.echo(f"  {line}")
 
 
-def _echo_outcome(outcome) -> None:
-    click.echo(outcome.summary(), err=outcome.status in ("failed", "not_run") or outcome.empty)
+class _Progress:
+    """Each file's line as it ends; for several files, a progress bar on stderr too."""
+
+    def __init__(self, bar: bool):
+        self.wanted = bar
+        self.bar = None
+
+    def start(self, files: int) -> None:
+        if self.wanted and files > 1:
+            self.bar = click.progressbar(length=files, label="loading", file=sys.stderr,
+                                         show_pos=True)
+
+    def outcome(self, outcome: FileOutcome) -> None:
+        failed = outcome.status in (Status.FAILED, Status.NOT_RUN) or outcome.empty
+        click.echo(outcome.summary(), err=failed)
+        if self.bar:
+            self.bar.update(1)
+
+    def finish(self) -> None:
+        if self.bar:
+            self.bar.render_finish()
 
 
 def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, jobs: int,
@@ -179,13 +205,17 @@ def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, j
     except ConfigError as exc:
         obj.fail(str(exc), EXIT_USAGE)
     url = _database_url(obj)
+    shown = _Progress(progress)
+    options = RunOptions(replace=replace, force=force, jobs=jobs,
+                         refresh_summaries=refresh_summaries, on_start=shown.start,
+                         on_outcome=shown.outcome)
     try:
-        report = run(settings, url, source, exports, days, replace=replace, force=force,
-                     jobs=jobs, progress=progress, on_outcome=_echo_outcome,
-                     refresh_summaries=refresh_summaries)
-    except Exception as exc:  # the run could not start or the database went away
+        report = run(settings, url, source, exports, days, options)
+    except Exception as exc:  # the run could not start
         log.debug("run failed", exc_info=True)
         obj.fail(str(exc))
+    finally:
+        shown.finish()
     _report(report)
     sys.exit(report.exit_code)
 
@@ -279,6 +309,8 @@ def generate_command(obj: Context, first: date, last: date, rows_per_day: int, o
     """
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
+    from .synthetic import generate as generate_module
+
     options = generate_module.Options(rows_per_day=rows_per_day, seed=seed, malformed=malformed)
     names = [e.name for e in only] if only else None
     for path, lines in generate_module.generate(first, last, out, options, obj.settings.s3,
@@ -449,7 +481,8 @@ def exports_command(obj: Context) -> None:
                 and export.column_type(export.partition.column) == "timestamptz" else "")
         click.echo(f"  partition {export.describe_partition()}{zone}")
         click.echo(f"  merge     {export.merge.describe()}")
-        click.echo(f"  sql       {', '.join(f'sql/load/{f}' for f in export.merge.sql_files)}")
+        files = ", ".join(f"tchap_stats/sql/load/{f}" for f in export.merge.sql_files)
+        click.echo(f"  sql       {files}")
         click.echo(f"  enabled   {'yes' if export.name in enabled else 'no'} "
                    f"(by default: {by_default})")
 
@@ -472,7 +505,7 @@ def demo(obj: Context, days: int, rows_per_day: int) -> None:
     Example:
       tchap-stats demo --days 60
     """
-    from .demo import run_demo
+    from .synthetic.demo import run_demo
 
     sys.exit(run_demo(obj.settings, DEMO_DIR, days, rows_per_day))
 

@@ -11,6 +11,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,8 +30,8 @@ DEFAULT_ACCEPT_DAYS_AFTER = 1
 # How long a load waits for another run's lock on the same days before giving up.
 DEFAULT_LOCK_TIMEOUT = 600.0
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-SQL_DIR = PROJECT_DIR / "sql"
+# The SQL files ship inside the package (an installed wheel has them too).
+SQL_DIR = resources.files("tchap_stats") / "sql"
 
 
 class ConfigError(ValueError):

@@ -33,6 +33,7 @@ from psycopg.copy import LibpqWriter
 
 from .config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TZ, SQL_DIR
 from .database import connect, local_setting
+from .dates import month_bounds
 from .exports import Export, SnapshotPerFile
 from .ledger import DayResult
 from .staging import StagedFile, Stager
@@ -44,16 +45,6 @@ _PARTITION_LOCK = 0x7C4A_0002  # advisory lock id serialising partition creation
 
 def _statement(name: str, **parts: sql.Composable) -> sql.Composed:
     return sql.SQL((LOAD_SQL / name).read_text()).format(**parts)
-
-
-def days_between(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def month_bounds(day: date) -> tuple[date, date]:
-    lower = day.replace(day=1)
-    upper = date(lower.year + (lower.month == 12), lower.month % 12 + 1, 1)
-    return lower, upper
 
 
 def partition_name(export: Export, day: date) -> str:

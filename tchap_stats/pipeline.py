@@ -8,16 +8,14 @@ files, and end with an exit code for the worst outcome.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date
+from enum import StrEnum
 
-import click
 import psycopg
 
 from . import ledger
@@ -36,10 +34,11 @@ from .load import (
     refused_row,
     summarize_new_ranges,
 )
+from .preaggregate import Preaggregation
 from .schema import require_schema
 from .source import Source, SourceError, SourceFile
 from .staging import StagedFile, Stager, StagingError
-from .summaries import Preaggregation, RefreshReport, refresh_changed
+from .summaries import RefreshReport, refresh_changed
 
 log = logging.getLogger("tchap_stats")
 
@@ -48,11 +47,21 @@ DATABASE_GONE = "not loaded: the run stopped, the database is unreachable"
 MAX_REJECTS_KEPT_ON_FAILURE = 1_000
 
 
+class Status(StrEnum):
+    """What became of one file of a run."""
+
+    LOADED = "loaded"
+    SKIPPED = "skipped"  # already loaded with the same ETag
+    FAILED = "failed"
+    MISSING = "missing"
+    NOT_RUN = "not_run"  # the run stopped before it: the database became unreachable
+
+
 @dataclass
 class FileOutcome:
     export: str
     name: str
-    status: str  # loaded | skipped | failed | missing | not_run
+    status: Status
     rows_read: int = 0
     rows_loaded: int = 0
     rows_duplicate: int = 0
@@ -64,18 +73,18 @@ class FileOutcome:
     @property
     def empty(self) -> bool:
         """Loaded, but the file held no data line: the export itself likely failed."""
-        return self.status == "loaded" and self.rows_read == 0
+        return self.status == Status.LOADED and self.rows_read == 0
 
     def summary(self) -> str:
-        if self.status == "missing":
+        if self.status == Status.MISSING:
             return f"{self.name}: MISSING" + (f" ({self.error})" if self.error else "")
-        if self.status == "skipped":
+        if self.status == Status.SKIPPED:
             return f"{self.name}: skipped (already loaded with the same ETag; --force reloads)"
-        if self.status == "not_run":
+        if self.status == Status.NOT_RUN:
             return f"{self.name}: {DATABASE_GONE}"
         figures = (f"read {self.rows_read:,} · loaded {self.rows_loaded:,} · "
                    f"duplicates {self.rows_duplicate:,} · rejected {self.rows_rejected:,}")
-        if self.status == "failed":
+        if self.status == Status.FAILED:
             return f"{self.name}: FAILED ({figures}): {self.error}"
         if self.empty:
             return (f"{self.name}: EMPTY: the file holds its header and no data line "
@@ -92,12 +101,12 @@ class RunReport:
     refresh: RefreshReport | None = None
     refresh_error: str | None = None  # the refresh ran and failed
 
-    def count(self, status: str) -> int:
+    def count(self, status: Status) -> int:
         return sum(o.status == status for o in self.outcomes)
 
     @property
     def missing(self) -> list[FileOutcome]:
-        return [o for o in self.outcomes if o.status == "missing"]
+        return [o for o in self.outcomes if o.status == Status.MISSING]
 
     @property
     def changed_days(self) -> set[tuple[str, date]]:
@@ -118,8 +127,8 @@ class RunReport:
         def total(attr: str) -> int:
             return sum(getattr(o, attr) for o in self.outcomes)
 
-        return (f"{len(self.outcomes)} file(s): {self.count('loaded')} loaded, "
-                f"{self.count('skipped')} skipped, {self.count('failed')} failed, "
+        return (f"{len(self.outcomes)} file(s): {self.count(Status.LOADED)} loaded, "
+                f"{self.count(Status.SKIPPED)} skipped, {self.count(Status.FAILED)} failed, "
                 f"{len(self.missing)} missing · rows read {total('rows_read'):,} · "
                 f"loaded {total('rows_loaded'):,} · duplicates {total('rows_duplicate'):,} · "
                 f"rejected {total('rows_rejected'):,} · days changed {len(self.changed_days)} · "
@@ -129,9 +138,9 @@ class RunReport:
 def worst(outcomes: list[FileOutcome]) -> int:
     """The exit code of the worst outcome: a failure (or a file the run could not reach),
     then a missing or empty file, else 0."""
-    if any(o.status in ("failed", "not_run") for o in outcomes):
+    if any(o.status in (Status.FAILED, Status.NOT_RUN) for o in outcomes):
         return EXIT_FAILED
-    if any(o.status == "missing" or o.empty for o in outcomes):
+    if any(o.status == Status.MISSING or o.empty for o in outcomes):
         return EXIT_MISSING
     return EXIT_OK
 
@@ -140,7 +149,7 @@ OUTCOME_WORDS = {EXIT_OK: "ok", EXIT_FAILED: "FAILED", EXIT_MISSING: "MISSING FI
 
 
 def export_summary(name: str, outcomes: list[FileOutcome]) -> str:
-    def count(status: str) -> int:
+    def count(status: Status) -> int:
         return sum(o.status == status for o in outcomes)
 
     code = worst(outcomes)
@@ -149,19 +158,11 @@ def export_summary(name: str, outcomes: list[FileOutcome]) -> str:
     days = {d for o in outcomes for d in o.days_changed}
     empty = sum(o.empty for o in outcomes)
     return (f"{name}: {OUTCOME_WORDS[code]} (exit {code}) · {len(outcomes)} file(s): "
-            f"{count('loaded')} loaded{f' ({empty} empty)' if empty else ''}, "
-            f"{count('skipped')} skipped, {count('failed')} failed, "
-            f"{count('missing')} missing"
-            + (f", {count('not_run')} not run" if count("not_run") else "")
+            f"{count(Status.LOADED)} loaded{f' ({empty} empty)' if empty else ''}, "
+            f"{count(Status.SKIPPED)} skipped, {count(Status.FAILED)} failed, "
+            f"{count(Status.MISSING)} missing"
+            + (f", {count(Status.NOT_RUN)} not run" if count(Status.NOT_RUN) else "")
             + f" · rows loaded {loaded:,} · rejected {rejected:,} · days changed {len(days)}")
-
-
-def today(timezone: str) -> date:
-    return datetime.now(ZoneInfo(timezone)).date()
-
-
-def yesterday(timezone: str) -> date:
-    return today(timezone) - timedelta(days=1)
 
 
 class DatabaseUnreachable(RuntimeError):
@@ -205,14 +206,14 @@ class Loader:
         try:
             file = self.source.find(name)
         except Exception as exc:  # any error of one file is that file's
-            return FileOutcome(export.name, name, "failed", error=self._mask(exc))
+            return FileOutcome(export.name, name, Status.FAILED, error=self._mask(exc))
         if file is None:
-            return FileOutcome(export.name, name, "missing",
+            return FileOutcome(export.name, name, Status.MISSING,
                                error=near_miss_note(self.source.near_misses(name)))
         self._reconnect_if_broken()
         try:
             if not force and ledger.is_loaded(self.conn, export.name, file):
-                return FileOutcome(export.name, name, "skipped")
+                return FileOutcome(export.name, name, Status.SKIPPED)
             load_id = ledger.start(self.conn, export.name, file, export.file_date(name),
                                    "replace" if replace else "merge")
         except psycopg.OperationalError as exc:
@@ -223,7 +224,7 @@ class Loader:
                    replace: bool) -> FileOutcome:
         started = time.monotonic()
         name = export.file_name(day)
-        outcome = FileOutcome(export.name, name, "failed")
+        outcome = FileOutcome(export.name, name, Status.FAILED)
         staged = None
         try:
             Preaggregation.translate_ahead(export.name, self.settings.preaggregate)
@@ -246,7 +247,7 @@ class Loader:
                               rows_duplicate=outcome.rows_duplicate,
                               rows_rejected=outcome.rows_rejected, days=results)
             log.debug("%s: written and committed at %.1f s", name, time.monotonic() - started)
-            outcome.status = "loaded"
+            outcome.status = Status.LOADED
             outcome.days_changed = sorted(r.day for r in results if r.changed)
             if staged.rows_read == 0:
                 log.warning("%s: the file holds its header and no data line", name)
@@ -333,12 +334,24 @@ class TooManyRejects(RuntimeError):
     pass
 
 
-def run(settings: Settings, database_url: str, source: Source,
-        exports: Iterable[Export], days: list[date], *, replace: bool = False,
-        force: bool = False, jobs: int = 1, progress: bool = False,
-        on_outcome: Callable[[FileOutcome], None] | None = None,
-        refresh_summaries: bool = True) -> RunReport:
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run loads its files, and whom it tells as each ends."""
+
+    replace: bool = False  # each day of a file holds exactly its rows (default: merge)
+    force: bool = False  # reload files already loaded with the same ETag
+    jobs: int = 1  # files loaded at once
+    refresh_summaries: bool = True  # refresh what the loads changed, once at the end
+    on_outcome: Callable[[FileOutcome], None] | None = None  # as each file ends
+    on_start: Callable[[int], None] | None = None  # the number of files, before the first
+
+
+def run(settings: Settings, database_url: str, source: Source, exports: Iterable[Export],
+        days: list[date], options: RunOptions = RunOptions()) -> RunReport:
+    """Load each export's file of each day (source → staging → load → ledger), then
+    refresh the summaries of what changed."""
     started = time.monotonic()
+    replace, force, jobs = options.replace, options.force, options.jobs
     tasks = [(export, day) for day in days for export in exports]
     stager = Stager(settings)
     local = threading.local()
@@ -357,18 +370,18 @@ def run(settings: Settings, database_url: str, source: Source,
     def work(task: tuple[Export, date]) -> FileOutcome:
         export, day = task
         if unreachable:
-            return FileOutcome(export.name, export.file_name(day), "not_run")
+            return FileOutcome(export.name, export.file_name(day), Status.NOT_RUN)
         try:
             return loader().load(export, day, replace=replace, force=force)
         except DatabaseUnreachable as exc:
             unreachable.append(str(exc))
             log.error("the database is unreachable: the run stops (%s)", exc)
-            return FileOutcome(export.name, export.file_name(day), "failed",
+            return FileOutcome(export.name, export.file_name(day), Status.FAILED,
                                error=f"the database is unreachable: {exc}")
 
     outcomes: list[FileOutcome] = []
-    bar = click.progressbar(length=len(tasks), label="loading", file=sys.stderr,
-                            show_pos=True) if progress and len(tasks) > 1 else None
+    if options.on_start:
+        options.on_start(len(tasks))
     try:
         # First, so that DuckDB loads httpfs while the S3 client is being created.
         stager.prepare(source)
@@ -383,13 +396,9 @@ def run(settings: Settings, database_url: str, source: Source,
             for future in as_completed(futures):
                 outcome = future.result()
                 outcomes.append(outcome)
-                if on_outcome:
-                    on_outcome(outcome)
-                if bar:
-                    bar.update(1)
+                if options.on_outcome:
+                    options.on_outcome(outcome)
     finally:
-        if bar:
-            bar.render_finish()
         for each in loaders:
             each.close()
         stager.close()
@@ -398,7 +407,7 @@ def run(settings: Settings, database_url: str, source: Source,
     report = RunReport(outcomes, time.monotonic() - started)
     if unreachable:
         report.refresh_error = "not run: the database is unreachable"
-    elif refresh_summaries:
+    elif options.refresh_summaries:
         _refresh(report, database_url, settings)
     report.seconds = time.monotonic() - started
     return report

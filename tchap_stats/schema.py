@@ -1,4 +1,5 @@
-"""`tchap-stats migrate`: apply the numbered files of sql/migrations/ once each, in order.
+"""`tchap-stats migrate`: apply the numbered files of tchap_stats/sql/migrations/ once each,
+in order.
 
 Idempotent and safe on every deploy: applied versions are recorded in
 tchap_stats.schema_version, and an advisory lock serialises concurrent runs.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 import psycopg
+from psycopg import sql
 
-from .config import SQL_DIR
+from .config import DEFAULT_TZ, SQL_DIR
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 _LOCK_KEY = 0x7C4A_0001  # advisory lock id for migrations
@@ -30,12 +32,13 @@ class LegacySchemaError(RuntimeError):
 class Migration:
     version: int
     name: str
-    path: Path
+    path: Traversable
 
 
 def migrations() -> list[Migration]:
     found = []
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+    for path in sorted((p for p in MIGRATIONS_DIR.iterdir() if p.name.endswith(".sql")),
+                       key=lambda p: p.name):
         match = re.fullmatch(r"(\d+)_(\w+)\.sql", path.name)
         if not match:
             raise RuntimeError(f"{path}: migration files are named NNN_name.sql")
@@ -93,8 +96,10 @@ def applied_versions(conn: psycopg.Connection) -> set[int]:
     return {v for (v,) in conn.execute("SELECT version FROM tchap_stats.schema_version")}
 
 
-def migrate(conn: psycopg.Connection) -> list[str]:
-    """Apply what is missing; return the names of the migrations applied now."""
+def migrate(conn: psycopg.Connection, timezone: str = DEFAULT_TZ) -> list[str]:
+    """Apply what is missing; return the names of the migrations applied now. `timezone`
+    (TCHAP_STATS_TZ) is the zone whose calendar the dashboards' views follow: migrations
+    write it where they say {timezone}."""
     applied_now = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -122,7 +127,8 @@ def migrate(conn: psycopg.Connection) -> list[str]:
         for migration in migrations():
             if migration.version in done:
                 continue
-            conn.execute(migration.path.read_text())
+            conn.execute(sql.SQL(migration.path.read_text()).format(
+                timezone=sql.Literal(timezone)))
             conn.execute(
                 "INSERT INTO tchap_stats.schema_version (version, name) VALUES (%s, %s)",
                 (migration.version, migration.name),

@@ -17,13 +17,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 
-from . import lines
+from . import dates, lines
 from .config import SQL_DIR, Settings
 from .exports import FILE_DATE, Derived, Export
 from .source import Source, SourceFile
@@ -518,7 +517,7 @@ class Stager:
         """The days a line's timestamps must lie within: since Tchap started until the end
         of tomorrow, and the file's window. Bound as dates in text, which DuckDB casts to
         the cursor zone's midnights (a TIMESTAMPTZ) or to naive midnights (a TIMESTAMP)."""
-        today = datetime.now(ZoneInfo(self.settings.timezone)).date()
+        today = dates.today(self.settings.timezone)
         bounds: dict[str, object] = {
             "earliest": TCHAP_STARTED.isoformat(),
             "latest": (today + timedelta(days=2)).isoformat()}

@@ -13,19 +13,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import cache
 
 import psycopg
 from psycopg import sql
 
 from .config import SQL_DIR
 from .database import connect, local_setting
+from .dates import month_bounds, whole_months
 from .exports import USER_DAILY_VISITS as USER_DAILY_VISITS_EXPORT
-from .load import copy_rows, days_between, month_bounds, partition_name
-from .staging import StagedFile, Stager
+from .load import partition_name
+from .sqltext import statements
 
 SUMMARIES_SQL = SQL_DIR / "summaries"
 log = logging.getLogger("tchap_stats")
@@ -77,100 +77,6 @@ ROLLING_WINDOW = 30
 # Computed by DuckDB for a day its load found empty (measured faster than PostgreSQL's
 # recompute; user_visits_daily is not: copying its rows costs more than recomputing them).
 PREAGGREGATED = (ACTIVE_DAILY,)
-# Up to this many rows a day. At 100,000 DuckDB's aggregate takes 0.2 s and spares the
-# refresh 0.8 s; at a million it spills under the 128 MB cap, takes 3.5 s inside the load's
-# transaction and spares the refresh 4.5 s (README, "DuckDB pre-aggregation").
-PREAGGREGATE_MAX_ROWS = 250_000
-
-
-def preaggregate_sql(summary: Summary) -> tuple[str, tuple[str, ...]]:
-    """The summary's own statement (sql/summaries/{table}.sql), as DuckDB runs it over the
-    staged rows of a day (relation `day_rows`, parameter $days), and the columns it fills.
-    sqlglot translates the one file: there is no second copy to drift from it."""
-    return _translation(summary).result()
-
-
-@cache
-def _translation(summary: Summary) -> Future[tuple[str, tuple[str, ...]]]:
-    """preaggregate_sql's translation, on a thread of its own. Importing sqlglot takes
-    0.15 s of Python: Preaggregation.translate_ahead starts it when staging starts, while
-    DuckDB reads the file and leaves the interpreter free. Later, it would hold the
-    interpreter against the load's COPY loop, which would wait for it at each chunk."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="translate")
-    future = pool.submit(_translate, summary)
-    pool.shutdown(wait=False)
-    return future
-
-
-def _translate(summary: Summary) -> tuple[str, tuple[str, ...]]:
-    import sqlglot
-    from sqlglot import exp
-
-    text = (SUMMARIES_SQL / f"{summary.table}.sql").read_text().replace("{target}", "target")
-    insert = sqlglot.parse_one(text, read="postgres")
-    assert isinstance(insert, exp.Insert) and isinstance(insert.this, exp.Schema)
-    columns = tuple(column.name for column in insert.this.expressions)
-
-    def staged_rows(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Table) and (node.db, node.name) == ("public", EXPORT):
-            return exp.to_table("day_rows", alias=node.alias or None)
-        return node
-
-    select = insert.expression.transform(staged_rows)
-    return select.sql(dialect="duckdb"), columns
-
-
-def _rows_of_day(stager: Stager, staged: StagedFile, day: date, summary: Summary,
-                 load_id: int) -> bytes:
-    query = f"SELECT $load_id, * FROM ({preaggregate_sql(summary)[0]})"
-    return b"".join(stager.stream_over_day(staged, day, query,
-                                           {"days": [day], "load_id": load_id}))
-
-
-class Preaggregation:
-    """The pre-aggregated summaries of a load's days, computed by DuckDB from the staged
-    rows on a thread of their own while PostgreSQL writes the rows (0.2 s a night off the
-    load), then copied in the load's transaction for the days the load found empty: the
-    file's rows of such a day are the whole day. Days of more than PREAGGREGATE_MAX_ROWS
-    rows are left to the refresh. Use as a context manager: leaving waits for the thread.
-    A day found not empty wastes its aggregate (an overlap day's 2,000 rows: milliseconds)."""
-
-    def __init__(self, stager: Stager, staged: StagedFile, load_id: int, enabled: bool = True):
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="preaggregate")
-        self._results: dict[tuple[Summary, date], Future[bytes]] = {}
-        if not enabled or staged.export.name != EXPORT:
-            return
-        days = [day for day, rows in sorted(staged.days.items())
-                if rows <= PREAGGREGATE_MAX_ROWS]
-        for summary in PREAGGREGATED:
-            for day in days:
-                self._results[summary, day] = self._pool.submit(
-                    _rows_of_day, stager, staged, day, summary, load_id)
-
-    @staticmethod
-    def translate_ahead(export: str, enabled: bool = True) -> None:
-        """Start translating the pre-aggregated summaries' SQL for DuckDB, before a load of
-        `export` stages its file (see _translation)."""
-        if enabled and export == EXPORT:
-            for summary in PREAGGREGATED:
-                _translation(summary)
-
-    def copy(self, conn: psycopg.Connection, empty_days: Iterable[date]) -> None:
-        """Into the staging tables, the rows of the days the load found empty."""
-        for day in sorted(empty_days):
-            for summary in PREAGGREGATED:
-                if (summary, day) in self._results:
-                    rows = self._results[summary, day].result()
-                    copy_rows(conn, summary.staging_identifier,
-                              ("load_id", *preaggregate_sql(summary)[1]), [rows])
-
-    def __enter__(self) -> Preaggregation:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 @dataclass(frozen=True)
 class ChangedDay:
     day: date
@@ -420,12 +326,9 @@ def _run_file(conn: psycopg.Connection, name: str, params: dict[str, object]
 
 
 def _run_script(conn: psycopg.Connection, name: str, params: dict[str, object]) -> None:
-    """A file of several statements (each ends a line with ';'), run one at a time."""
-    text = (SUMMARIES_SQL / name).read_text()
-    for statement in text.split(";\n"):
-        if statement.strip() and not all(line.startswith("--")
-                                         for line in statement.strip().splitlines()):
-            _timed(conn, sql.SQL(statement), params)
+    """A file of several statements, run one at a time (each is timed and logged)."""
+    for statement in statements((SUMMARIES_SQL / name).read_text()):
+        _timed(conn, sql.SQL(statement), params)
 
 
 def _timed(conn: psycopg.Connection, statement: sql.Composable,
@@ -503,11 +406,6 @@ def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshRepor
     return RefreshReport(sorted(set(daily.days) | set(monthly.days)), monthly.months,
                          time.monotonic() - started, monthly.recomputed_months,
                          daily.rolling_append, daily.preaggregated_days)
-
-
-def whole_months(first: date, last: date) -> list[date]:
-    """The days of every month the range touches: monthly rows are per whole month."""
-    return days_between(first.replace(day=1), month_bounds(last)[1] - timedelta(days=1))
 
 
 def refresh_range(conn: psycopg.Connection, first: date, last: date) -> RefreshReport:

@@ -18,7 +18,7 @@ from psycopg import sql
 from tchap_stats.config import S3Settings, Settings
 from tchap_stats.database import connect, start_embedded
 from tchap_stats.exports import USER_DAILY_VISITS
-from tchap_stats.pipeline import RunReport, run
+from tchap_stats.pipeline import RunOptions, RunReport, run
 from tchap_stats.schema import migrate
 from tchap_stats.source import LocalSource, S3Source, s3_client
 
@@ -141,7 +141,7 @@ def load(settings: Settings, database_url: str, directory: Path | str, days: lis
     else:
         source = LocalSource(directory)
     return run(replace(settings, source=str(directory)), database_url, source,
-               [USER_DAILY_VISITS], days, **options)
+               [USER_DAILY_VISITS], days, RunOptions(**options))
 
 
 def visits(conn: psycopg.Connection, day: date | None = None) -> list[tuple]:

@@ -14,9 +14,9 @@ import pytest
 from psycopg import sql
 
 from tchap_stats.classify import classify_sql
-from tchap_stats.generate import USER_AGENTS
 from tchap_stats.pipeline import EXIT_OK
 from tchap_stats.sqltext import identifier, literal
+from tchap_stats.synthetic.generate import USER_AGENTS
 
 from .conftest import load, write_file
 

@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from tchap_stats.exports import EXPORTS, PG_TYPES, Export
-from tchap_stats.pipeline import EXIT_FAILED, EXIT_MISSING, EXIT_OK, RunReport, run
+from tchap_stats.pipeline import EXIT_FAILED, EXIT_MISSING, EXIT_OK, RunOptions, RunReport, run
 from tchap_stats.source import LocalSource
 
 D1, D2 = date(2024, 11, 14), date(2024, 11, 15)
@@ -38,7 +38,7 @@ def write(directory: Path, export: Export, day: date, rows, header=None) -> None
 def load(settings, database_url: str, directory: Path, exports: list[Export],
          days: list[date], **options) -> RunReport:
     return run(replace(settings, source=str(directory)), database_url, LocalSource(directory),
-               exports, days, refresh_summaries=False, **options)
+               exports, days, RunOptions(**{"refresh_summaries": False, **options}))
 
 
 def content(conn: psycopg.Connection, export: Export) -> list[tuple]:
@@ -321,7 +321,7 @@ def test_hourly_rows_go_to_the_partition_of_their_paris_month(settings, database
 
 def test_generated_files_of_every_export_load_and_their_malformed_lines_are_rejected(
         settings, database_url, db, exports_dir):
-    from tchap_stats.generate import Options, generate
+    from tchap_stats.synthetic.generate import Options, generate
 
     first, last = date(2024, 3, 30), date(2024, 4, 1)  # over a DST change and a month end
     generate(first, last, str(exports_dir), Options(rows_per_day=300, seed=4, malformed=0.03))
@@ -350,7 +350,7 @@ def test_generated_files_of_every_export_load_and_their_malformed_lines_are_reje
 
 
 def test_generated_files_are_deterministic_for_a_seed(tmp_path):
-    from tchap_stats.generate import Options, generate
+    from tchap_stats.synthetic.generate import Options, generate
 
     def files(directory: Path, seed: int) -> dict[str, bytes]:
         generate(D1, D1, str(directory), Options(rows_per_day=200, seed=seed, malformed=0.01))

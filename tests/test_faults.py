@@ -22,9 +22,9 @@ import pytest
 from tchap_stats.config import S3Settings, Settings
 from tchap_stats.database import connect
 from tchap_stats.exports import USER_DAILY_VISITS, default_exports
-from tchap_stats.generate import Options, generate
 from tchap_stats.pipeline import EXIT_FAILED, EXIT_OK, RunReport
 from tchap_stats.schema import migrate
+from tchap_stats.synthetic.generate import Options, generate
 
 from .conftest import _names, load, upload_dir
 from .faultkit import (

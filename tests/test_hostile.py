@@ -17,7 +17,7 @@ import pytest
 
 from tchap_stats.config import DEFAULT_ACCEPT_DAYS_AFTER, DEFAULT_ACCEPT_DAYS_BEFORE
 from tchap_stats.exports import ACCOUNT_DATA, CRISP_CONVERSATION_SEGMENTS, USER_DAILY_VISITS
-from tchap_stats.pipeline import EXIT_FAILED, EXIT_MISSING, RunReport, run
+from tchap_stats.pipeline import EXIT_FAILED, EXIT_MISSING, RunOptions, RunReport, run
 from tchap_stats.source import LocalSource
 
 D = date(2026, 11, 14)
@@ -59,7 +59,7 @@ def lenient(settings):
 def run_files(settings, database_url: str, directory: Path, exports, days,
               **options) -> RunReport:
     return run(replace(settings, source=str(directory)), database_url, LocalSource(directory),
-               exports, days, **options)
+               exports, days, RunOptions(**options))
 
 
 def rejects(conn: psycopg.Connection) -> list[tuple]:

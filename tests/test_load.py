@@ -270,7 +270,7 @@ def test_a_missing_file_is_named_and_the_others_load(settings, database_url, db,
 
 def test_the_same_results_from_a_folder_and_from_s3(settings, database_url, db, exports_dir,
                                                     bucket, server_url):
-    from tchap_stats.generate import Options, generate
+    from tchap_stats.synthetic.generate import Options, generate
 
     first, last = date(2024, 3, 29), date(2024, 4, 2)
     generate(first, last, str(exports_dir), Options(rows_per_day=800, seed=7, malformed=0.004),
@@ -308,7 +308,7 @@ def test_interrupted_loads_are_marked_and_reloaded(settings, database_url, db, e
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_overlapping_files_in_parallel_give_the_serial_result(settings, database_url, db,
                                                               exports_dir, jobs):
-    from tchap_stats.generate import Options, generate
+    from tchap_stats.synthetic.generate import Options, generate
 
     generate(date(2024, 5, 1), date(2024, 5, 6), str(exports_dir),
              Options(rows_per_day=500, seed=3, overlap=0.2, late=0.05),
@@ -349,7 +349,7 @@ def test_a_killed_load_leaves_the_day_untouched_and_the_next_run_completes_it(
     import sys
     import time
 
-    from tchap_stats.generate import Options, generate
+    from tchap_stats.synthetic.generate import Options, generate
 
     generate(D, D, str(exports_dir), Options(rows_per_day=150_000, seed=11),
              exports=["user_daily_visits"])

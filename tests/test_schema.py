@@ -178,3 +178,18 @@ def test_migrations_may_skip_numbers():
     versions = [m.version for m in migrations()]
     assert versions == sorted(set(versions))
     assert 5 in versions
+
+
+def test_scripts_split_at_semicolons_outside_strings_comments_and_dollar_quotes():
+    from tchap_stats.sqltext import statements
+
+    script = """-- a comment; with a semicolon
+SELECT 'a;b', "odd;name" FROM t;  /* block; comment */
+DO $body$ BEGIN PERFORM 1; END $body$;
+INSERT INTO t VALUES ($$x;y$$);
+-- only a comment at the end;
+"""
+    assert statements(script) == [
+        "-- a comment; with a semicolon\nSELECT 'a;b', \"odd;name\" FROM t",
+        "/* block; comment */\nDO $body$ BEGIN PERFORM 1; END $body$",
+        "INSERT INTO t VALUES ($$x;y$$)"]

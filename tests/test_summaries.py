@@ -13,9 +13,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tchap_stats.cli import cli
-from tchap_stats.generate import Options, generate
 from tchap_stats.schema import DASHBOARD_NAMES
 from tchap_stats.summaries import SUMMARIES, check, refresh_changed, refresh_range
+from tchap_stats.synthetic.generate import Options, generate
 
 from .conftest import load, write_file
 
@@ -387,9 +387,9 @@ def test_a_small_new_day_refreshes_only_the_day_column_statistics(settings, data
 
 def test_a_day_above_the_preaggregation_bound_is_recomputed(settings, database_url, db,
                                                             exports_dir, monkeypatch):
-    from tchap_stats import summaries
+    from tchap_stats import preaggregate
 
-    monkeypatch.setattr(summaries, "PREAGGREGATE_MAX_ROWS", 2)
+    monkeypatch.setattr(preaggregate, "PREAGGREGATE_MAX_ROWS", 2)
     web = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
     day, late = date(2024, 11, 14), date(2024, 11, 10)
     write_file(exports_dir, day, [(f"@u{i}", "D", f"{day} 09:00:00+01", web, "i", "d.fr")

@@ -12,7 +12,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from tchap_stats.generate import Options, generate
+from tchap_stats.synthetic.generate import Options, generate
 from tchap_stats.workdir import ProcessDir, remove_abandoned
 
 D = date(2026, 11, 14)

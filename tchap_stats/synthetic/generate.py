@@ -25,10 +25,10 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .config import S3Settings
-from .exports import EXPORTS, Export
-from .load import days_between
-from .source import s3_client
+from ..config import S3Settings
+from ..dates import days_between
+from ..exports import EXPORTS, Export
+from ..source import s3_client
 
 PARIS = ZoneInfo("Europe/Paris")
 

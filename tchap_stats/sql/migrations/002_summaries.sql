@@ -1,12 +1,13 @@
 -- Summaries of user_daily_visits, maintained for the days and months that loads changed
 -- (tchap_stats.changed_days), and the views with the names the Metabase dashboards use.
 
--- The dashboards' "today": the Europe/Paris date, unless a session sets tchap_stats.today
+-- The dashboards' "today": the configured zone's date (TCHAP_STATS_TZ, written here by
+-- `migrate`), unless a session sets tchap_stats.today
 -- (tests, and replaying a past day).
 CREATE FUNCTION tchap_stats.today() RETURNS date
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT coalesce(nullif(current_setting('tchap_stats.today', true), '')::date,
-                    (now() AT TIME ZONE 'Europe/Paris')::date)
+                    (now() AT TIME ZONE {timezone})::date)
 $$;
 
 -- Per (day, user, instance, domain): visits (devices) that day, by platform.
@@ -56,7 +57,7 @@ RETURNS TABLE (day timestamptz, user_id varchar, instance varchar, domain varcha
                visits_count bigint, web_visits_count bigint, mobile_visits_count bigint,
                other_visits_count bigint)
 LANGUAGE sql STABLE AS $$
-    SELECT (v.day::timestamp AT TIME ZONE 'Europe/Paris'), v.user_id, v.instance, v.domain,
+    SELECT (v.day::timestamp AT TIME ZONE {timezone}), v.user_id, v.instance, v.domain,
            v.visits_count, v.web_visits_count, v.mobile_visits_count, v.other_visits_count
     FROM tchap_stats.user_visits_daily AS v
     WHERE v.day > tchap_stats.today() - days AND v.day <= tchap_stats.today()
@@ -66,7 +67,7 @@ CREATE FUNCTION tchap_stats.user_devices_last_months(months integer)
 RETURNS TABLE (user_id varchar, month timestamptz, device_id varchar, instance varchar,
                domain varchar, device_type varchar, platform varchar)
 LANGUAGE sql STABLE AS $$
-    SELECT m.user_id, (m.month::timestamp AT TIME ZONE 'Europe/Paris'), m.device_id,
+    SELECT m.user_id, (m.month::timestamp AT TIME ZONE {timezone}), m.device_id,
            m.instance, m.domain, m.device_type, m.platform
     FROM tchap_stats.user_devices_monthly AS m
     WHERE m.month >= (date_trunc('month', tchap_stats.today())

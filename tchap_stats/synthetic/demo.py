@@ -11,14 +11,14 @@ from pathlib import Path
 import click
 from psycopg import sql
 
-from .config import Settings
-from .database import EMBEDDED_DIR, connect, start_embedded
-from .exports import Export, default_exports
+from ..config import Settings
+from ..database import EMBEDDED_DIR, connect, start_embedded
+from ..dates import days_between, yesterday
+from ..exports import Export, default_exports
+from ..pipeline import RunOptions, run
+from ..schema import migrate
+from ..source import LocalSource
 from .generate import Options, generate
-from .load import days_between
-from .pipeline import run, yesterday
-from .schema import migrate
-from .source import LocalSource
 
 SEED = 42
 MALFORMED = 0.002
@@ -71,12 +71,11 @@ def run_demo(settings: Settings, directory: Path, days: int, rows_per_day: int) 
     url = start_embedded(EMBEDDED_DIR / "pgdata")
     click.echo(f"database: embedded PostgreSQL in {EMBEDDED_DIR / 'pgdata'}")
     with connect(url, autocommit=True) as conn:
-        applied = migrate(conn)
+        applied = migrate(conn, settings.timezone)
     click.echo(f"schema: {', '.join(applied) + ' applied' if applied else 'up to date'}")
     settings = replace(settings, source=str(directory))
-    report = run(settings, url, LocalSource(directory), exports,
-                 days_between(first, last), progress=True,
-                 on_outcome=lambda o: click.echo(o.summary()))
+    report = run(settings, url, LocalSource(directory), exports, days_between(first, last),
+                 RunOptions(on_outcome=lambda o: click.echo(o.summary())))
     click.echo("\n" + report.totals())
     if report.refresh:
         click.echo(report.refresh.summary())

@@ -41,7 +41,7 @@ CREATE OR REPLACE FUNCTION tchap_stats.user_devices_last_months(months integer)
 RETURNS TABLE (user_id varchar, month timestamptz, device_id varchar, instance varchar,
                domain varchar, device_type varchar, platform varchar)
 LANGUAGE sql STABLE AS $$
-    SELECT m.user_id, (m.month::timestamp AT TIME ZONE 'Europe/Paris'), m.device_id,
+    SELECT m.user_id, (m.month::timestamp AT TIME ZONE {timezone}), m.device_id,
            m.instance, m.domain, m.device_type, m.platform
     FROM tchap_stats.user_devices_monthly AS m
     WHERE m.month >= (date_trunc('month', tchap_stats.today())

@@ -1,0 +1,1 @@
+"""Synthetic exports (generate) and the demo that loads them: not on the nightly path."""
