@@ -31,7 +31,13 @@ from .pipeline import (
     Status,
     run,
 )
-from .schema import LegacySchemaError, SchemaNotReady, migrate, require_schema
+from .schema import (
+    LegacySchemaError,
+    SchemaNotReady,
+    applied_versions,
+    migrate,
+    require_schema,
+)
 from .source import open_source
 from .summaries import EXPORT as SUMMARISED_EXPORT
 from .summaries import check, refresh_changed, refresh_range
@@ -424,9 +430,7 @@ def status(obj: Context, limit: int) -> None:
     url = _database_url(obj)
     with connect(url, autocommit=True) as conn:
         require_schema(conn)
-        version = conn.execute("SELECT max(version) FROM tchap_stats.schema_version"
-                               ).fetchone()[0]
-        click.echo(f"schema version {version}")
+        click.echo(f"schema version {max(applied_versions(conn))}")
         loads = ledger.last_loads(conn, limit)
         click.echo(f"last {len(loads)} load(s):")
         for load in loads:

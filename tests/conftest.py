@@ -66,6 +66,18 @@ def database_url(server_url: str, migrated_template: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """A fresh database that nothing has migrated."""
+    name = f"tchap_test_{os.getpid()}_{next(_names)}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield psycopg.conninfo.make_conninfo(server_url, dbname=name)
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+@pytest.fixture
 def db(database_url: str) -> Iterator[psycopg.Connection]:
     with connect(database_url, autocommit=True) as conn:
         yield conn

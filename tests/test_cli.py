@@ -4,7 +4,6 @@ PostgreSQL of the tests and the moto S3 server."""
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,6 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
-from psycopg import sql
 
 from tchap_stats import ledger
 from tchap_stats.cli import cli
@@ -23,7 +21,7 @@ from tchap_stats.config import S3Settings
 from tchap_stats.exports import EXPORTS
 from tchap_stats.source import s3_client
 
-from .conftest import _names, upload_dir, write_file
+from .conftest import upload_dir, write_file
 
 D = date(2024, 11, 14)
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -67,18 +65,6 @@ def s3_env(s3: S3Settings) -> dict[str, str]:
 
 def row(user: str, ts: str = "2024-11-14 10:00:00+01") -> tuple[str, ...]:
     return (user, "DEV", ts, UA, "agent_x", "x.gouv.fr")
-
-
-@pytest.fixture
-def empty_database_url(server_url: str) -> Iterator[str]:
-    """A fresh database that nothing has migrated."""
-    name = f"tchap_test_{os.getpid()}_{next(_names)}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield psycopg.conninfo.make_conninfo(server_url, dbname=name)
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
 
 
 def test_the_command_list_is_complete():
