@@ -13,6 +13,7 @@ import logging
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import psycopg
@@ -41,6 +42,9 @@ from .schema import (
 from .source import open_source
 from .summaries import EXPORT as SUMMARISED_EXPORT
 from .summaries import check, refresh_changed, refresh_range
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar  # what click.progressbar returns
 
 log = logging.getLogger("tchap_stats")
 
@@ -181,7 +185,7 @@ class _Progress:
 
     def __init__(self, bar: bool):
         self.wanted = bar
-        self.bar = None
+        self.bar: ProgressBar[int] | None = None
 
     def start(self, files: int) -> None:
         if self.wanted and files > 1:

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import psycopg
 
@@ -25,6 +26,22 @@ EMBEDDED_DIR = Path(".tchap-stats")
 
 class DatabaseError(RuntimeError):
     pass
+
+
+_Row = TypeVar("_Row", covariant=True)
+
+
+class _Fetches(Protocol[_Row]):
+    def fetchone(self) -> _Row | None: ...
+
+
+def one(cursor: _Fetches[_Row]) -> _Row:
+    """The row of a query that always returns one (an aggregate, a function call): a
+    psycopg or DuckDB cursor's fetchone(), which the drivers type as maybe None."""
+    row = cursor.fetchone()
+    if row is None:
+        raise AssertionError("the query returned no row")
+    return row
 
 
 def connect(url: str, autocommit: bool = False) -> psycopg.Connection:
@@ -41,7 +58,7 @@ def connect(url: str, autocommit: bool = False) -> psycopg.Connection:
 def local_setting(conn: psycopg.Connection, name: str, value: str) -> Iterator[None]:
     """A server setting for the statements run inside the block only (within the caller's
     transaction), then back to what it was: the rest of the transaction plans as configured."""
-    previous = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
+    previous = one(conn.execute("SELECT current_setting(%s)", (name,)))[0]
     conn.execute("SELECT set_config(%s, %s, true)", (name, value))
     try:
         yield
@@ -62,7 +79,11 @@ def resolve_database_url(database_url: str | None) -> str:
     return url
 
 
-_embedded_servers: dict[Path, object] = {}
+class _EmbeddedServer(Protocol):  # what is used of pgserver's PostgresServer
+    def get_uri(self) -> str: ...
+
+
+_embedded_servers: dict[Path, _EmbeddedServer] = {}
 
 
 def start_embedded(pgdata: Path) -> str:
@@ -70,7 +91,7 @@ def start_embedded(pgdata: Path) -> str:
     try:
         with warnings.catch_warnings():  # platformdirs' note that XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
-            import pgserver  # type: ignore[import-untyped]
+            import pgserver
     except ImportError:
         return _start_system_postgres(pgdata)
     server = _embedded_servers.get(pgdata)
@@ -78,7 +99,7 @@ def start_embedded(pgdata: Path) -> str:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
         _embedded_servers[pgdata] = server
-    return server.get_uri()  # type: ignore[attr-defined]
+    return server.get_uri()
 
 
 def _find_pg_bin() -> Path | None:

@@ -11,6 +11,7 @@ from datetime import date
 import psycopg
 from psycopg import sql
 
+from .database import one
 from .source import SourceFile
 from .staging import Reject
 
@@ -118,12 +119,12 @@ def is_loaded(conn: psycopg.Connection, export: str, file: SourceFile) -> bool:
 
 def start(conn: psycopg.Connection, export: str, file: SourceFile,
           extraction_date: date | None, mode: str) -> int:
-    return conn.execute(
+    return one(conn.execute(
         "INSERT INTO tchap_stats.loads "
         "(export, file_key, etag, size_bytes, extraction_date, mode, status) "
         "VALUES (%s, %s, %s, %s, %s, %s, 'running') RETURNING load_id",
         (export, file.key, file.etag, file.size, extraction_date, mode),
-    ).fetchone()[0]
+    ))[0]
 
 
 def save_rejects(conn: psycopg.Connection, load_id: int, file_key: str,

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from .exports import Export
 
@@ -55,13 +55,20 @@ class LineReport:
         return self.lines == self.blank + self.record_lines + len(self.rejects)
 
 
+class Readable(Protocol):
+    """A binary stream, as far as reading it line by line goes: an open file, an S3
+    object's body (source.py)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def line_ending(head: bytes) -> bytes:
     """The line ending of a file, from its first line: \\r\\n, \\n or (old Mac) \\r."""
     match = re.search(rb"\r\n|\n|\r", head)
     return match[0] if match else b"\n"
 
 
-def physical_lines(stream: BinaryIO, ending: bytes, chunk: int = 1 << 20) -> Iterator[bytes]:
+def physical_lines(stream: Readable, ending: bytes, chunk: int = 1 << 20) -> Iterator[bytes]:
     pending = b""
     while data := stream.read(chunk):
         parts = (pending + data).split(ending)
@@ -71,7 +78,7 @@ def physical_lines(stream: BinaryIO, ending: bytes, chunk: int = 1 << 20) -> Ite
         yield pending
 
 
-def rewrite(stream: BinaryIO, export: Export, out: Path) -> LineReport:
+def rewrite(stream: Readable, export: Export, out: Path) -> LineReport:
     """Split `stream` into records line by line, writing the records to `out` (a CSV file
     whose first column is each record's first line number) and returning the count of
     every line and the lines rejected here."""
@@ -214,7 +221,7 @@ def diagnose(line: bytes, export: Export) -> tuple[str | None, str]:
 class _Rewound:
     """A stream with its first bytes, already read, put back in front."""
 
-    def __init__(self, head: bytes, rest: BinaryIO):
+    def __init__(self, head: bytes, rest: Readable):
         self._head = head
         self._rest = rest
 

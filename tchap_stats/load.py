@@ -32,7 +32,7 @@ from psycopg import sql
 from psycopg.copy import LibpqWriter
 
 from .config import DEFAULT_LOCK_TIMEOUT, DEFAULT_TZ, SQL_DIR
-from .database import connect, local_setting
+from .database import connect, local_setting, one
 from .dates import month_bounds
 from .exports import Export, SnapshotPerFile
 from .ledger import DayResult
@@ -118,8 +118,8 @@ def lock_days(conn: psycopg.Connection, export: Export, days: list[date],
     else:
         keys = [(f"{export.name}:{day}", f"{export.name} {day}") for day in sorted(days)]
     for key, what in keys:
-        if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
-                            (key,)).fetchone()[0]:
+        if not one(conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                                (key,)))[0]:
             _wait_for_lock(conn, key, what, deadline, timeout)
 
 
@@ -133,7 +133,7 @@ def _wait_for_lock(conn: psycopg.Connection, key: str, what: str, deadline: floa
         raise LockTimeout(message)
     log.info("%s: waiting for another load to finish writing it%s; giving up in %d s (%s)",
              what, held_by, math.ceil(remaining), "TCHAP_STATS_LOCK_TIMEOUT")
-    previous = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    previous = one(conn.execute("SELECT current_setting('lock_timeout')"))[0]
     milliseconds = min(max(1, round(remaining * 1000)), _MAX_LOCK_TIMEOUT_MS)
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{milliseconds}ms",))
     try:
@@ -201,7 +201,7 @@ def day_has_rows(conn: psycopg.Connection, parts: dict[str, sql.Composable],
     0.5 to 0.65 s for the 29th day of 100,000-row days, against 1 ms through the BRIN
     index (benchmarks/refresh.py's nights merge their overlap into the month's last day)."""
     with local_setting(conn, "enable_seqscan", "off"):
-        return conn.execute(_statement("day_has_rows.sql", **parts), params).fetchone()[0]
+        return one(conn.execute(_statement("day_has_rows.sql", **parts), params))[0]
 
 
 def copy_rows(conn: psycopg.Connection, target: sql.Composable, columns: tuple[str, ...],
@@ -273,13 +273,14 @@ class DayWriter:
     def write(self, day: date, replace: bool) -> DayResult:
         rows = self.staged.days[day]
         parts, params = day_parts(self.export, day, self.timezone)
-        if replace and self.export.partition is None:
-            # The whole table is one "day" here: emptying it would drop every key the file
-            # lacks. --replace means instead that the file's rows win for their keys.
-            return self._merge(day, rows, parts, params, file_wins=True)
-        if replace and self.export.column_type(self.export.partition.column) == "timestamptz":
-            return self._replace_hours(day, rows, parts, params)
         if replace:
+            partition = self.export.partition
+            if partition is None:
+                # The whole table is one "day" here: emptying it would drop every key the
+                # file lacks. --replace means instead that the file's rows win for their keys.
+                return self._merge(day, rows, parts, params, file_wins=True)
+            if self.export.column_type(partition.column) == "timestamptz":
+                return self._replace_hours(day, rows, parts, params)
             removed = self.conn.execute(_statement("delete_day.sql", **parts), params).rowcount
             self._copy_day(parts["target"], day)
             return DayResult(day, rows, inserted=rows, replaced=0, removed=removed,

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from .config import DEFAULT_TZ, SQL_DIR
+from .database import one
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 _LOCK_KEY = 0x7C4A_0001  # advisory lock id for migrations
@@ -90,7 +91,7 @@ def _legacy_tables(conn: psycopg.Connection, pending: set[int]) -> list[str]:
 
 
 def applied_versions(conn: psycopg.Connection) -> set[int]:
-    exists = conn.execute("SELECT to_regclass('tchap_stats.schema_version')").fetchone()[0]
+    exists = one(conn.execute("SELECT to_regclass('tchap_stats.schema_version')"))[0]
     if exists is None:
         return set()
     return {v for (v,) in conn.execute("SELECT version FROM tchap_stats.schema_version")}

@@ -13,7 +13,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from .config import ConfigError, S3Settings
 from .filenames import ListingCache, close_names, directory_names, export_of
@@ -34,6 +35,20 @@ class SourceFile:
     size: int
 
 
+class Stream(Protocol):
+    """What Source.open returns: a binary stream to read, to close or to use in a `with`
+    (an open file, an S3 object's body)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None, /) -> None: ...
+
+
 class Source(Protocol):
     description: str
 
@@ -41,7 +56,7 @@ class Source(Protocol):
 
     def first_line(self, file: SourceFile) -> bytes: ...
 
-    def open(self, file: SourceFile) -> BinaryIO: ...
+    def open(self, file: SourceFile) -> Stream: ...
 
     @property
     def s3(self) -> S3Settings | None: ...
@@ -115,7 +130,7 @@ class LocalSource:
         except OSError as exc:
             raise SourceError(f"{file.key}: {exc.strerror or exc}") from exc
 
-    def open(self, file: SourceFile) -> BinaryIO:
+    def open(self, file: SourceFile) -> Stream:
         try:
             return open(file.url, "rb")
         except OSError as exc:
@@ -192,7 +207,7 @@ class S3Source:
                     raise SourceError(f"{file.url}: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def open(self, file: SourceFile) -> BinaryIO:
+    def open(self, file: SourceFile) -> Stream:
         return _Body(self._get(file), file.url)
 
     list_page_size = 1000  # keys a list_objects_v2 call returns at most (S3's own limit)

@@ -24,6 +24,7 @@ import duckdb
 
 from . import dates, lines
 from .config import SQL_DIR, Settings
+from .database import one
 from .exports import FILE_DATE, Derived, Export
 from .source import Source, SourceFile
 from .sqltext import identifier as ident
@@ -485,9 +486,9 @@ class Stager:
             days = dict(con.execute(_render(
                 "rows_per_day.sql", checked=ident(checked), losers=ident(losers),
                 day_column=ident(staging_day(export)[0]))).fetchall())
-            accepted, valid, spanning = con.execute(
+            accepted, valid, spanning = one(con.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE reject_reason IS NULL), "
-                f"count(*) FILTER (WHERE spans_lines) FROM {ident(checked)}").fetchone()
+                f"count(*) FILTER (WHERE spans_lines) FROM {ident(checked)}"))
             rejects, reader_rejected, reader_spanning = self._reader_rejects(reader_rejects,
                                                                              numbered)
             reader_lines = sorted(r.line for r in rejects if r.line is not None)
@@ -543,7 +544,7 @@ class Stager:
             f"SELECT line, first(column_name ORDER BY column_idx), "
             f"string_agg(DISTINCT error_message, '; '), first(csv_line) "
             f"FROM {ident(reader_rejects)} GROUP BY line ORDER BY line").fetchall()
-        rejects = []
+        rejects: list[Reject] = []
         spanning = 0
         for line, column, reason, raw in rows:
             text = (raw or "").rstrip("\r\n")
@@ -656,7 +657,7 @@ def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
     """The httpfs extension shipped in the duckdb-extension-httpfs wheel (no network),
     else DuckDB's own INSTALL (needs the network)."""
     try:
-        import duckdb_extension_httpfs  # type: ignore[import-untyped]
+        import duckdb_extension_httpfs
 
         package_dir = Path(duckdb_extension_httpfs.__file__).parent
         version_dir = package_dir / "extensions" / f"v{duckdb.__version__}"

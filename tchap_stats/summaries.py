@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from .config import SQL_DIR
-from .database import connect, local_setting
+from .database import connect, local_setting, one
 from .dates import month_bounds, whole_months
 from .exports import USER_DAILY_VISITS as USER_DAILY_VISITS_EXPORT
 from .load import partition_name
@@ -112,19 +112,26 @@ class Plan:
         return plan
 
     def parameters(self) -> dict[str, object]:
-        def bounds(months: list[date]) -> dict[str, object]:
-            return {"months": months, "first": months[0] if months else None,
-                    "end": month_bounds(months[-1])[1] if months else None}
-
         days = self.days
         return {"days": days, "first_day": days[0] if days else None,
                 "last_day": days[-1] if days else None,
                 "rolling_first": days[0] if days else None,
                 "rolling_last": days[-1] + timedelta(days=ROLLING_WINDOW - 1) if days else None,
-                **bounds(self.months),
-                "recomputed": bounds(self.recomputed_months),
-                "added": {"days": self.added_days,
-                          "months": sorted({d.replace(day=1) for d in self.added_days})}}
+                **_month_parameters(self.months)}
+
+    def recomputed_parameters(self) -> dict[str, object]:
+        """The months the monthly group recomputes."""
+        return _month_parameters(self.recomputed_months)
+
+    def added_parameters(self) -> dict[str, object]:
+        """The days the monthly group adds to their months."""
+        return {"days": self.added_days,
+                "months": sorted({d.replace(day=1) for d in self.added_days})}
+
+
+def _month_parameters(months: list[date]) -> dict[str, object]:
+    return {"months": months, "first": months[0] if months else None,
+            "end": month_bounds(months[-1])[1] if months else None}
 
 
 @dataclass
@@ -208,9 +215,8 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
         return
     _memory_for_a_day(conn)
     tables = _tables(targets)
-    params = plan.parameters()
     if plan.recomputed_months:
-        recomputed = params["recomputed"]
+        recomputed = plan.recomputed_parameters()
         for summary in (USER_DEVICES_MONTHLY, USER_MONTHS):
             target = tables[summary.table]
             _timed(conn, summary.delete(target, "months"), recomputed)
@@ -221,12 +227,12 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
             user_devices_monthly=tables["user_devices_monthly"]), recomputed)
     if plan.added_days:  # never with targets: check recomputes every month
         # Adds to user_devices_monthly and counts what it added into active_monthly.
-        _timed(conn, USER_DEVICES_MONTHLY.statement("_add"), params["added"])
-        _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"]),
-               params["added"])
+        added = plan.added_parameters()
+        _timed(conn, USER_DEVICES_MONTHLY.statement("_add"), added)
+        _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"]), added)
 
 
-def _rolling(conn: psycopg.Connection, plan: Plan, params: dict[str, object],
+def _rolling(conn: psycopg.Connection, plan: Plan, params: Mapping[str, object],
              target: sql.Composable, redirected: bool) -> None:
     if plan.rolling_append and not redirected:
         # Appending reads single days of user_visits_daily, which its statistics estimate
@@ -259,7 +265,7 @@ def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
     column = sql.Identifier(DAY_COLUMN)
     for month in months:
         name = partition_name(USER_DAILY_VISITS_EXPORT, month)
-        if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+        if one(conn.execute("SELECT to_regclass(%s)", (name,)))[0] is None:
             continue
         if _is_stale(conn, "public", name):
             _analyze(conn, sql.Identifier("public", name))
@@ -290,13 +296,13 @@ def _analyze_sample(conn: psycopg.Connection, table: sql.Identifier,
 
 def _is_stale(conn: psycopg.Connection, schema: str, name: str) -> bool:
     """The table never was analyzed, or more than STALE_SHARE of its rows changed since."""
-    return conn.execute(
+    return one(conn.execute(
         "SELECT s.relid IS NULL OR c.reltuples <= 0"
         "       OR coalesce(s.last_analyze, s.last_autoanalyze) IS NULL"
         "       OR s.n_mod_since_analyze > %s * c.reltuples "
         "FROM pg_class AS c LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid "
         "WHERE c.oid = %s::regclass",
-        (STALE_SHARE, sql.Identifier(schema, name).as_string(conn))).fetchone()[0]
+        (STALE_SHARE, sql.Identifier(schema, name).as_string(conn))))[0]
 
 
 def _analyze_if_stale(conn: psycopg.Connection, schema: str, name: str) -> None:
@@ -312,27 +318,28 @@ def _can_append_rolling(conn: psycopg.Connection, changed: list[ChangedDay]) -> 
     if not changed or not all(c.fresh for c in changed):
         return False
     days = [c.day for c in changed]
-    held_until, through = conn.execute(
+    held_until, through = one(conn.execute(
         "SELECT (SELECT max(day) FROM tchap_stats.user_visits_daily "
         "        WHERE day <> ALL(%(days)s::date[])), "
-        "       (SELECT through_day FROM tchap_stats.rolling_state)", {"days": days}).fetchone()
+        "       (SELECT through_day FROM tchap_stats.rolling_state)", {"days": days}))
     return held_until == through and (held_until is None or held_until < min(days))
 
 
-def _run_file(conn: psycopg.Connection, name: str, params: dict[str, object]
+def _run_file(conn: psycopg.Connection, name: str, params: Mapping[str, object]
               ) -> psycopg.Cursor:
     """A file of one statement."""
     return _timed(conn, sql.SQL((SUMMARIES_SQL / name).read_text()), params)
 
 
-def _run_script(conn: psycopg.Connection, name: str, params: dict[str, object]) -> None:
+def _run_script(conn: psycopg.Connection, name: str, params: Mapping[str, object]
+                ) -> None:
     """A file of several statements, run one at a time (each is timed and logged)."""
     for statement in statements((SUMMARIES_SQL / name).read_text()):
         _timed(conn, sql.SQL(statement), params)
 
 
-def _timed(conn: psycopg.Connection, statement: sql.Composable,
-           params: dict[str, object]) -> psycopg.Cursor:
+def _timed(conn: psycopg.Connection, statement: sql.SQL | sql.Composed,
+           params: Mapping[str, object]) -> psycopg.Cursor:
     started = time.monotonic()
     cur = conn.execute(statement, params)
     text = statement.as_string(conn)
@@ -439,7 +446,7 @@ def check(conn: psycopg.Connection, first: date, last: date,
     days = whole_months(first, last)
     total, found = 0, []
     with conn.transaction():
-        targets = {}
+        targets: dict[str, sql.Composable] = {}
         for summary in SUMMARIES:
             temp = sql.Identifier(f"check_{summary.table}")
             conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(

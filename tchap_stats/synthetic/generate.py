@@ -129,10 +129,18 @@ class Population:
             self.users.append((user_id, instance, domain, devices))
 
 
+def _utc_offset(moment: datetime) -> timedelta:
+    """The offset of an aware time (every time here is in Paris or in UTC)."""
+    offset = moment.utcoffset()
+    if offset is None:
+        raise AssertionError(f"{moment} has no time zone")
+    return offset
+
+
 @lru_cache(maxsize=64)
 def _midnight(day: date) -> str:
     local = datetime(day.year, day.month, day.day, tzinfo=PARIS)
-    return local.strftime("%Y-%m-%d %H:%M:%S") + f"+{local.utcoffset().seconds // 3600:02d}"
+    return local.strftime("%Y-%m-%d %H:%M:%S") + f"+{_utc_offset(local).seconds // 3600:02d}"
 
 
 def _timestamp(day: date, salt: int) -> str:
@@ -147,7 +155,7 @@ def _timestamp(day: date, salt: int) -> str:
     if kind == 9:  # the same instant written in UTC: its UTC date may be the day before
         utc = local.astimezone(ZoneInfo("UTC"))
         return utc.strftime("%Y-%m-%d %H:%M:%S+00")
-    offset = int(local.utcoffset().total_seconds() // 3600)
+    offset = int(_utc_offset(local).total_seconds() // 3600)
     spelled = f"+{offset:02d}" if kind != 8 else f" +{offset:02d}:00"
     return local.strftime("%Y-%m-%d %H:%M:%S") + spelled
 
@@ -180,8 +188,8 @@ class Generator:
         for slot in self._slots(day):
             yield self._visit(day, *slot)
 
-    def lines(self, day: date) -> Iterator[tuple[str, ...]]:
-        """Every line of the file of `day`, header excluded."""
+    def lines(self, day: date) -> Iterator[tuple[str, ...] | str]:
+        """Every line of the file of `day`, header excluded (a malformed one as a string)."""
         o = self.options
         seed = o.seed
         for i, row in enumerate(self.visits(day)):
@@ -247,7 +255,7 @@ def _hours(day: date) -> list[datetime]:
 
 
 def _hour_stamp(moment: datetime, salt: int) -> str:
-    offset = int(moment.utcoffset().total_seconds() // 3600)
+    offset = int(_utc_offset(moment).total_seconds() // 3600)
     spelled = f"+{offset:02d}" if salt % 2 else f" +{offset:02d}:00"  # both exports' ways
     return moment.strftime("%Y-%m-%d %H:%M:%S") + spelled
 
