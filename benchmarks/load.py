@@ -166,7 +166,8 @@ def main() -> None:
             reset_loader_tables(url)
             local_runs.append(tchap_stats_load(url, endpoint, str(path.parent), workdir)[0])
             # Loading alone: by default the loader also aggregates active_daily of the days
-            # it finds empty, work the refresh then skips (README, "DuckDB pre-aggregation").
+            # it finds empty, work the refresh then skips (docs/design.md, "DuckDB
+            # pre-aggregation").
             print("(b0) the same from S3, without pre-aggregating active_daily …", flush=True)
             reset_loader_tables(url)
             plain_runs.append(tchap_stats_load(url, endpoint, "s3://bench", workdir,

@@ -4,10 +4,10 @@ When a day is new to the database (the nightly case), its rows of the two daily 
 (tchap_stats.user_visits_daily and tchap_stats.active_daily) can be
   (PG)     recomputed by PostgreSQL from the freshly loaded partition, as
            tchap_stats.summaries.recompute does it (DELETE + INSERT … SELECT of
-           sql/summaries/{user_visits_daily,active_daily}.sql, work_mem 64MB, one
+           tchap_stats/sql/summaries/{user_visits_daily,active_daily}.sql, work_mem 64MB, one
            transaction); or
   (DuckDB) aggregated by DuckDB from the staged, deduplicated, classified rows of the day
-           (benchmarks/sql/preaggregate_*.sql over sql/staging/loadable_rows.sql), and
+           (benchmarks/sql/preaggregate_*.sql over tchap_stats/sql/staging/loadable_rows.sql), and
            streamed into the same tables with COPY (text format) through a FIFO, as
            tchap_stats/load.py streams the raw rows: no row passes through Python.
 Both paths start from the same state: the day loaded by the real pipeline (no summaries),

@@ -213,7 +213,7 @@ def warm_up(env: dict[str, str], day: date) -> float:
     """A `sync` of a day with no file (exit 3) before the measured one: it reads the same
     program files from disk (Python, DuckDB, psycopg, boto3), and touches no data. The
     legacy path runs inside this warm process; without it, tchap-stats' start pays for
-    the page cache the history build just filled (0.6 to 0.8 s, README)."""
+    the page cache the history build just filled (0.6 to 0.8 s, benchmarks/README.md)."""
     command = tchap_stats_command("sync", "--date", day.isoformat(), "--only",
                                   "user_daily_visits", "--no-refresh")
     started = time.perf_counter()

@@ -117,7 +117,7 @@ class Settings:
     reject_threshold: float = DEFAULT_REJECT_THRESHOLD
     enabled_exports: tuple[str, ...] = ()
     # A day new to the database gets its active_daily rows from DuckDB while staging
-    # (faster than PostgreSQL's recompute, measured in the README). Off: the refresh
+    # (faster than PostgreSQL's recompute: benchmarks/README.md). Off: the refresh
     # recomputes every day in PostgreSQL; the tests run both ways.
     preaggregate: bool = True
     accept_days_before: int = DEFAULT_ACCEPT_DAYS_BEFORE
