@@ -97,7 +97,7 @@ KILLS = (SIGKILL, SIGKILL_REFRESH, SIGKILL_COPY)
 
 # What happens to the command during a run: (name, weight).
 PROCESS_FAULTS = (("kill", 30), ("kill-files", 10), ("kill-copy", 10), ("kill-refresh", 12),
-                  ("stop", 10), ("stop-copy", 6), ("stop-refresh", 6), ("none", 16))
+                  ("stop", 10), ("stop-copy", 6), ("stop-refresh", 6), ("none", 8))
 
 
 # ------------------------------------------------------------------------ the setting
@@ -340,9 +340,9 @@ class Injector:
         self.run_seconds = run_seconds
 
     def arm_s3(self, remaining: list[str]) -> list[Armed]:
-        """0 to 2 faults of the proxy for this run, on files it still has to read."""
+        """0 to 3 faults of the proxy for this run, on files it still has to read."""
         armed = []
-        for _ in range(self.rng.choice((0, 1, 1, 2))):
+        for _ in range(self.rng.choice((0, 1, 1, 2, 2, 3))):
             name = self.rng.choice(remaining or self.bench.names)
             if self.rng.random() < 0.6:
                 armed.append(self._reset(name))
@@ -368,7 +368,7 @@ class Injector:
                       remaining: float) -> str | None:
         """Apply one fault to the running command; returns what was injected, if any."""
         span = 1.0 + self.run_seconds * remaining
-        delay = self.rng.uniform(0.05, 1.0) * span
+        delay = self.rng.uniform(0.05, 0.8) * span
         moments: dict[str, Callable[[], bool]] = {
             "kill": lambda: self._after(child, delay),
             "kill-files": lambda: wait_until(self._files_loaded(watcher), RUN_TIMEOUT,
@@ -436,6 +436,18 @@ def remaining_files(url: str, names: list[str]) -> list[str]:
     return names
 
 
+def not_retried(fired: list[Armed], output: str) -> list[str]:
+    """The files that failed with only resets fired on them (no cut): each with its
+    resets and its line of output."""
+    cut = {a.name for a in fired if a.kind == S3_CUT}
+    resets: dict[str, list[str]] = {}
+    for armed in fired:
+        if armed.kind == S3_RESET and armed.name not in cut:
+            resets.setdefault(armed.name, []).append(armed.what)
+    return [f"{'; '.join(whats)} → {line}" for name, whats in resets.items()
+            for line in output.splitlines() if line.startswith(f"{name}: FAILED")]
+
+
 def fault_run(bench: Bench, injector: Injector, url: str, workdir: Path,
               first: bool) -> int | None:
     """One run of the command under faults; its exit code when it ended by itself. The
@@ -462,12 +474,8 @@ def fault_run(bench: Bench, injector: Injector, url: str, workdir: Path,
         bench.proxy.clear()
     fired = [a for a in armed if a.fault.fired]
     tally.injected.update([a.kind for a in fired] + ([injected] if injected else []))
-    cut = {a.name for a in fired if a.kind == S3_CUT}
     if injected != PG_STOP:
-        tally.not_retried += [f"{a.what}: {line}" for a in fired
-                              if a.kind == S3_RESET and a.name not in cut
-                              for line in finished.output.splitlines()
-                              if line.startswith(f"{a.name}: FAILED")]
+        tally.not_retried += not_retried(fired, finished.output)
     label = injected or ("S3 only" if fired else "none")
     tally.exits[(label, "killed" if finished.killed else finished.returncode)] += 1
     if has_traceback(finished.output):
