@@ -8,9 +8,12 @@ Exit codes: 0 success · 1 failure (a file failed, or the run could not start) �
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import gc
 import logging
 import sys
+import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,12 +22,15 @@ import click
 import psycopg
 
 from . import ledger
+from .alerts import message, notify, stale
 from .config import ConfigError, Settings, mask
 from .database import DatabaseError, connect, resolve_database_url
 from .dates import days_between, today, whole_months, yesterday
-from .exports import EXPORTS, default_exports, parse_only
+from .exports import EXPORTS, Export, default_exports, parse_only
 from .pipeline import (
+    EXIT_BUSY,
     EXIT_FAILED,
+    EXIT_OK,
     EXIT_USAGE,
     FileOutcome,
     RunOptions,
@@ -32,6 +38,7 @@ from .pipeline import (
     Status,
     run,
 )
+from .runs import RunBusy, RunLog, freshness, last_runs, to_json
 from .schema import (
     LegacySchemaError,
     SchemaNotReady,
@@ -47,6 +54,9 @@ if TYPE_CHECKING:
     from click._termui_impl import ProgressBar  # what click.progressbar returns
 
 log = logging.getLogger("tchap_stats")
+# When the process started, near enough (its imports took a few tenths of a second): the
+# Scheduler's 15 minutes count from the container's start, --max-minutes from this.
+PROCESS_START = time.monotonic()
 
 
 class MaskingFormatter(logging.Formatter):
@@ -203,11 +213,22 @@ class _Progress:
             self.bar.render_finish()
 
 
-def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, jobs: int,
-          progress: bool, refresh_summaries: bool = True) -> None:
+@dataclass(frozen=True)
+class Load:
+    """What sync or backfill asked for."""
+
+    command: str
+    days: list[date]
+    only: list[Export] | None
+    options: RunOptions
+    progress: bool = False
+    wait: float | None = None  # --wait: seconds (negative: no limit); None: do not wait
+
+
+def _load(obj: Context, load: Load) -> None:
     settings = obj.settings
     try:
-        exports = only or default_exports(settings.enabled_exports)
+        exports = load.only or default_exports(settings.enabled_exports)
     except ValueError as exc:
         obj.fail(f"TCHAP_STATS_EXPORTS: {exc}", EXIT_USAGE)
     try:
@@ -215,19 +236,58 @@ def _load(obj: Context, days: list[date], only, *, replace: bool, force: bool, j
     except ConfigError as exc:
         obj.fail(str(exc), EXIT_USAGE)
     url = _database_url(obj)
-    shown = _Progress(progress)
-    options = RunOptions(replace=replace, force=force, jobs=jobs,
-                         refresh_summaries=refresh_summaries, on_start=shown.start,
-                         on_outcome=shown.outcome)
+    shown = _Progress(load.progress)
+    options = dataclasses.replace(load.options, on_start=shown.start, on_outcome=shown.outcome)
+    run_log = _run_log(obj, url, load.command, exclusive=True, wait=load.wait)
     try:
-        report = run(settings, url, source, exports, days, options)
+        report = run(settings, url, source, exports, load.days, options)
     except Exception as exc:  # the run could not start
         log.debug("run failed", exc_info=True)
-        obj.fail(str(exc))
-    finally:
         shown.finish()
+        _end_run(obj, run_log, load.command, EXIT_FAILED, error=str(exc))
+        obj.fail(str(exc))
+        raise  # unreachable
+    shown.finish()
     _report(report)
+    _end_run(obj, run_log, load.command, report.exit_code, report=report,
+             exports=[e.name for e in exports])
     sys.exit(report.exit_code)
+
+
+def _arguments(obj: Context) -> str:
+    return mask(" ".join(sys.argv[1:]), obj.settings.secrets())
+
+
+def _run_log(obj: Context, url: str, command: str, *, exclusive: bool,
+             wait: float | None = None) -> RunLog:
+    """The run's row in tchap_stats.runs (and, `exclusive`, the run lock): exit 6 at once
+    when another run holds it."""
+    try:
+        return RunLog(url, command, _arguments(obj), exclusive=exclusive, wait=wait)
+    except RunBusy as exc:
+        obj.fail(str(exc), EXIT_BUSY)
+        raise  # unreachable
+
+
+def _end_run(obj: Context, run_log: RunLog, command: str, exit_code: int, *,
+             report: RunReport | None = None, error: str | None = None,
+             exports: list[str] | None = None) -> None:
+    """Record the run's end, and send the failure notice if one is due. Neither may turn a
+    run's outcome into another: their own failures are only logged."""
+    secrets = obj.settings.secrets()
+    stale_lines: list[str] = []
+    try:
+        run_log.finish(exit_code, report, mask(error, secrets) if error else None)
+        if exports:
+            stale_lines = stale(freshness(run_log.conn), exports, obj.settings.alert_stale_days)
+    except psycopg.Error as exc:
+        log.warning("could not record the run's end: %s", mask(str(exc), secrets))
+    finally:
+        run_log.close()
+    if report is not None:
+        error = error or report.refresh_error or next(
+            (f"{o.name}: {o.error}" for o in report.outcomes if o.status == Status.FAILED), None)
+    notify(obj.settings, message(command, exit_code, error, stale_lines))
 
 
 _only_option = click.option(
@@ -245,26 +305,63 @@ _replace_option = click.option(
     help="Each day in a file ends up holding exactly that file's rows (default: merge).")
 
 
+_max_minutes_option = click.option(
+    "--max-minutes", type=click.FloatRange(min=0, min_open=True), metavar="N",
+    help="Time budget from the process's start: no file starts that the time left would "
+         "not hold (judged by the longest so far; a tenth kept for the refresh). What is "
+         "left is listed, the run exits 5, and the next run continues it.")
+_wait_option = click.option(
+    "--wait", type=float, is_flag=False, flag_value=-1.0, default=None, metavar="[SECONDS]",
+    help="If another sync or backfill is under way, wait for it to end (at most SECONDS) "
+         "instead of exiting 6 at once.")
+
+
+def _within(options: RunOptions, max_minutes: float | None) -> RunOptions:
+    """The options with the run's time budget, counted from the process's start."""
+    if max_minutes is None:
+        return options
+    return dataclasses.replace(options, deadline=PROCESS_START + 60 * max_minutes,
+                               budget=60 * max_minutes)
+
+
 @cli.command()
 @click.option("--date", "day", callback=_iso_date, metavar="YYYY-MM-DD",
-              help="Extraction day to load (default: yesterday, Europe/Paris).")
+              help="Load this extraction day's files (again if they changed).")
+@click.option("--lookback", type=click.IntRange(1, 366), metavar="DAYS",
+              help="Without --date: the extraction days looked back over, to yesterday "
+                   "(default: TCHAP_STATS_LOOKBACK_DAYS, 7).")
 @_only_option
 @_force_option
 @_replace_option
 @_no_refresh_option
+@_max_minutes_option
+@_wait_option
 @click.pass_obj
-def sync(obj: Context, day: date | None, only, force: bool, replace: bool,
-         no_refresh: bool) -> None:
-    """Load the files of one extraction day (the nightly job).
+def sync(obj: Context, day: date | None, lookback: int | None, only, force: bool,
+         replace: bool, no_refresh: bool, max_minutes: float | None,
+         wait: float | None) -> None:
+    """Load what has not been loaded yet (the nightly job).
+
+    Without --date, every extraction day of the last DAYS days (to yesterday) whose file
+    is not loaded yet, oldest first: missed nights heal at the next run. With --date, that
+    day's files, skipping those already loaded with the same ETag.
 
     \b
     Example:
-      tchap-stats sync                      # yesterday's files
+      tchap-stats sync --max-minutes 12       # the cron's: catch up, within 12 minutes
       tchap-stats sync --date 2024-11-14 --only user_daily_visits
     """
-    day = day or yesterday(obj.settings.timezone)
-    _load(obj, [day], only, replace=replace, force=force, jobs=1, progress=False,
-          refresh_summaries=not no_refresh)
+    if day is not None and lookback is not None:
+        raise click.BadParameter("give --date or --lookback, not both", param_hint="--lookback")
+    if day is None:
+        last = yesterday(obj.settings.timezone)
+        days = days_between(last - timedelta(days=(lookback or obj.settings.lookback_days) - 1),
+                            last)
+    else:
+        days = [day]
+    options = _within(RunOptions(replace=replace, force=force, refresh_summaries=not no_refresh,
+                                 catching_up=day is None and not force), max_minutes)
+    _load(obj, Load("sync", days, only, options, wait=wait))
 
 
 @cli.command()
@@ -276,9 +373,12 @@ def sync(obj: Context, day: date | None, only, force: bool, replace: bool,
 @click.option("--jobs", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Files loaded at once.")
 @_no_refresh_option
+@_max_minutes_option
+@_wait_option
 @click.pass_obj
 def backfill(obj: Context, first: date, last: date, only, force: bool, replace: bool,
-             jobs: int, no_refresh: bool) -> None:
+             jobs: int, no_refresh: bool, max_minutes: float | None,
+             wait: float | None) -> None:
     """Load every file of a range of extraction days, skipping those already loaded.
 
     Missing days are listed at the end (exit code 3); the others are loaded anyway.
@@ -289,8 +389,10 @@ def backfill(obj: Context, first: date, last: date, only, force: bool, replace: 
     """
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
-    _load(obj, days_between(first, last), only, replace=replace, force=force, jobs=jobs,
-          progress=True, refresh_summaries=not no_refresh)
+    options = _within(RunOptions(replace=replace, force=force, jobs=jobs,
+                                 refresh_summaries=not no_refresh), max_minutes)
+    _load(obj, Load("backfill", days_between(first, last), only, options, progress=True,
+                    wait=wait))
 
 
 @cli.command("generate")
@@ -351,13 +453,21 @@ def refresh(obj: Context, first: date | None, last: date | None) -> None:
       tchap-stats refresh --from 2024-01-01 --to 2024-03-31 # those months, fully
     """
     url = _database_url(obj)
+    if first is not None or last is not None:
+        first, last = _range(obj, first, last, 1)
     with connect(url, autocommit=True) as conn:
         require_schema(conn)
-        if first is None and last is None:
-            report = refresh_changed(conn, url)
-        else:
-            first, last = _range(obj, first, last, 1)
-            report = refresh_range(conn, first, last)
+    run_log = _run_log(obj, url, "refresh", exclusive=False)
+    try:
+        with connect(url, autocommit=True) as conn:
+            if first is None or last is None:
+                report = refresh_changed(conn, url)
+            else:
+                report = refresh_range(conn, first, last)
+    except psycopg.Error as exc:
+        _end_run(obj, run_log, "refresh", EXIT_FAILED, error=str(exc))
+        raise
+    _end_run(obj, run_log, "refresh", EXIT_OK)
     click.echo(report.summary())
 
 
@@ -419,22 +529,35 @@ def check_command(obj: Context, first: date | None, last: date | None) -> None:
 
 @cli.command()
 @click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="How many of the last loads to list.")
+              help="How many of the last runs and loads to list.")
+@click.option("--json", "as_json", is_flag=True, help="The same, as JSON, for machines.")
 @click.pass_obj
-def status(obj: Context, limit: int) -> None:
-    """What the ledger says: schema version, last loads, days waiting for a refresh.
+def status(obj: Context, limit: int, as_json: bool) -> None:
+    """Freshness per export, the last runs and loads, days waiting for a refresh.
 
-    A load shows `running` while the process running it lives, `interrupted` once that
-    process is gone (killed, container stopped); the next run records it so.
+    A run or load shows `running` while its process lives; once that process is gone
+    (killed, container stopped) the run shows `killed` and the load `interrupted`.
 
     \b
     Example:
       tchap-stats status --limit 5
+      tchap-stats status --json | jq '.freshness[] | select(.days_behind > 1)'
     """
     url = _database_url(obj)
     with connect(url, autocommit=True) as conn:
         require_schema(conn)
+        if as_json:
+            click.echo(to_json(_status_document(conn, limit)))
+            return
         click.echo(f"schema version {max(applied_versions(conn))}")
+        click.echo("freshness (last day loaded · days missing of the last 7):")
+        for row in freshness(conn):
+            click.echo(f"  {row.export}: {row.last_day_loaded} ({row.days_behind} day(s) ago)"
+                       f" · {row.days_missing_last_7} missing")
+        runs = last_runs(conn, limit)
+        click.echo(f"last {len(runs)} run(s):")
+        for each in runs:
+            click.echo(_run_line(each))
         loads = ledger.last_loads(conn, limit)
         click.echo(f"last {len(loads)} load(s):")
         for load in loads:
@@ -444,6 +567,32 @@ def status(obj: Context, limit: int) -> None:
         waiting = ledger.waiting_days(conn, SUMMARISED_EXPORT)
         click.echo(f"days waiting for a summary refresh: {len(waiting)}"
                    + (f" ({_span(waiting)})" if waiting else ""))
+
+
+def _status_document(conn: psycopg.Connection, limit: int) -> dict[str, object]:
+    waiting = ledger.waiting_days(conn, SUMMARISED_EXPORT)
+    return {
+        "schema_version": max(applied_versions(conn)),
+        "freshness": [dataclasses.asdict(row) for row in freshness(conn)],
+        "runs": last_runs(conn, limit),
+        "loads": [dataclasses.asdict(load) for load in ledger.last_loads(conn, limit)],
+        "days_waiting_for_refresh": waiting,
+    }
+
+
+def _run_line(run: dict[str, object]) -> str:
+    figures = (f"{run['files_loaded'] or 0} loaded, {run['files_failed'] or 0} failed, "
+               f"{run['files_missing'] or 0} missing, rows {run['rows_loaded'] or 0:,}")
+    left = run["files_left"] or []
+    assert isinstance(left, list)
+    line = (f"  #{run['run_id']} tchap-stats {run['arguments'] or run['command']}: "
+            f"{run['outcome']} (exit {run['exit_code']}) · {figures} · {run['seconds']} s · "
+            f"started {run['started_at']:%Y-%m-%d %H:%M:%S %Z}")
+    if left:
+        line += f"\n    left for the next run: {', '.join(left)}"
+    if run["error"]:
+        line += f"\n    {run['error']}"
+    return line
 
 
 def _span(days: list[date]) -> str:

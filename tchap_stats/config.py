@@ -27,6 +27,10 @@ DEFAULT_REJECT_THRESHOLD = 0.01
 # late in the UTC day is the next Paris day).
 DEFAULT_ACCEPT_DAYS_BEFORE = 14
 DEFAULT_ACCEPT_DAYS_AFTER = 1
+# The extraction days a `sync` without --date looks back over for files not loaded yet.
+DEFAULT_LOOKBACK_DAYS = 7
+# An export whose last loaded day is older than this many days raises an alert.
+DEFAULT_ALERT_STALE_DAYS = 2
 # How long a load waits for another run's lock on the same days before giving up.
 DEFAULT_LOCK_TIMEOUT = 600.0
 
@@ -123,6 +127,9 @@ class Settings:
     accept_days_before: int = DEFAULT_ACCEPT_DAYS_BEFORE
     accept_days_after: int = DEFAULT_ACCEPT_DAYS_AFTER
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    alert_webhook: str | None = None
+    alert_stale_days: int = DEFAULT_ALERT_STALE_DAYS
 
     @classmethod
     def from_env(cls, source: str | None = None) -> Settings:
@@ -149,10 +156,16 @@ class Settings:
             accept_days_after=int(_env_number("TCHAP_STATS_ACCEPT_DAYS_AFTER",
                                               DEFAULT_ACCEPT_DAYS_AFTER, int)),
             lock_timeout=_env_number("TCHAP_STATS_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
+            lookback_days=int(_env_number("TCHAP_STATS_LOOKBACK_DAYS", DEFAULT_LOOKBACK_DAYS,
+                                          int)),
+            alert_webhook=os.environ.get("TCHAP_STATS_ALERT_WEBHOOK") or None,
+            alert_stale_days=int(_env_number("TCHAP_STATS_ALERT_STALE_DAYS",
+                                             DEFAULT_ALERT_STALE_DAYS, int)),
         )
 
     def secrets(self) -> list[str]:
-        found = [self.s3.secret_access_key, self.s3.access_key_id]
+        # A webhook's URL is its secret (Slack's and Mattermost's carry the token).
+        found = [self.s3.secret_access_key, self.s3.access_key_id, self.alert_webhook]
         if self.database_url:
             # Not a URL (a key=value DSN, a typo): the spelling patterns of mask() apply.
             with contextlib.suppress(ValueError):

@@ -108,6 +108,14 @@ def waiting_days(conn: psycopg.Connection, export: str, first: date | None = Non
     return [day for (day,) in rows]
 
 
+def day_loaded(conn: psycopg.Connection, export: str, day: date) -> bool:
+    """Whether a file of `export` for extraction day `day` was loaded (whatever its ETag)."""
+    row = conn.execute(
+        "SELECT 1 FROM tchap_stats.loads WHERE export = %s AND extraction_date = %s "
+        "AND status = 'loaded' LIMIT 1", (export, day)).fetchone()
+    return row is not None
+
+
 def is_loaded(conn: psycopg.Connection, export: str, file: SourceFile) -> bool:
     row = conn.execute(
         "SELECT 1 FROM tchap_stats.loads "

@@ -43,6 +43,10 @@ from .summaries import RefreshReport, refresh_changed
 log = logging.getLogger("tchap_stats")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+EXIT_BUDGET = 5  # stopped at the time budget between files: run again to continue
+EXIT_BUSY = 6  # another run holds the run lock
+# Of a time budget, the share kept for the refresh at the end of the run.
+REFRESH_SHARE = 0.1
 DATABASE_GONE = "not loaded: the run stopped, the database is unreachable"
 MAX_REJECTS_KEPT_ON_FAILURE = 1_000
 
@@ -55,6 +59,7 @@ class Status(StrEnum):
     FAILED = "failed"
     MISSING = "missing"
     NOT_RUN = "not_run"  # the run stopped before it: the database became unreachable
+    LEFT = "left"  # not started: the time budget would not have held it; the next run will
 
 
 @dataclass
@@ -78,10 +83,14 @@ class FileOutcome:
     def summary(self) -> str:
         if self.status == Status.MISSING:
             return f"{self.name}: MISSING" + (f" ({self.error})" if self.error else "")
+        if self.status == Status.SKIPPED and self.error:
+            return f"{self.name}: skipped ({self.error})"
         if self.status == Status.SKIPPED:
             return f"{self.name}: skipped (already loaded with the same ETag; --force reloads)"
         if self.status == Status.NOT_RUN:
             return f"{self.name}: {DATABASE_GONE}"
+        if self.status == Status.LEFT:
+            return f"{self.name}: LEFT for the next run (the time budget would not hold it)"
         figures = (f"read {self.rows_read:,} · loaded {self.rows_loaded:,} · "
                    f"duplicates {self.rows_duplicate:,} · rejected {self.rows_rejected:,}")
         if self.status == Status.FAILED:
@@ -113,6 +122,10 @@ class RunReport:
         return {(o.export, d) for o in self.outcomes for d in o.days_changed}
 
     @property
+    def left(self) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status == Status.LEFT]
+
+    @property
     def exit_code(self) -> int:
         return EXIT_FAILED if self.refresh_error else worst(self.outcomes)
 
@@ -140,12 +153,15 @@ def worst(outcomes: list[FileOutcome]) -> int:
     then a missing or empty file, else 0."""
     if any(o.status in (Status.FAILED, Status.NOT_RUN) for o in outcomes):
         return EXIT_FAILED
+    if any(o.status == Status.LEFT for o in outcomes):
+        return EXIT_BUDGET
     if any(o.status == Status.MISSING or o.empty for o in outcomes):
         return EXIT_MISSING
     return EXIT_OK
 
 
-OUTCOME_WORDS = {EXIT_OK: "ok", EXIT_FAILED: "FAILED", EXIT_MISSING: "MISSING FILES"}
+OUTCOME_WORDS = {EXIT_OK: "ok", EXIT_FAILED: "FAILED", EXIT_MISSING: "MISSING FILES",
+                 EXIT_BUDGET: "STOPPED AT THE TIME BUDGET"}
 
 
 def export_summary(name: str, outcomes: list[FileOutcome]) -> str:
@@ -162,6 +178,7 @@ def export_summary(name: str, outcomes: list[FileOutcome]) -> str:
             f"{count(Status.SKIPPED)} skipped, {count(Status.FAILED)} failed, "
             f"{count(Status.MISSING)} missing"
             + (f", {count(Status.NOT_RUN)} not run" if count(Status.NOT_RUN) else "")
+            + (f", {count(Status.LEFT)} left" if count(Status.LEFT) else "")
             + f" · rows loaded {loaded:,} · rejected {rejected:,} · days changed {len(days)}")
 
 
@@ -199,10 +216,14 @@ class Loader:
     def _mask(self, exc: BaseException) -> str:
         return mask(str(exc), self.settings.secrets())
 
-    def load(self, export: Export, day: date, *, replace: bool, force: bool) -> FileOutcome:
+    def load(self, export: Export, day: date, *, replace: bool, force: bool,
+             catching_up: bool = False) -> FileOutcome:
         """Load one file. Any error of the file is its failed outcome; only an unreachable
-        database raises (DatabaseUnreachable), ending the run."""
+        database raises (DatabaseUnreachable), ending the run. `catching_up`: a day that
+        has a loaded file is skipped without asking the source."""
         name = export.file_name(day)
+        if catching_up and self._day_loaded(export, day):
+            return FileOutcome(export.name, name, Status.SKIPPED, error="already loaded")
         try:
             file = self.source.find(name)
         except Exception as exc:  # any error of one file is that file's
@@ -219,6 +240,13 @@ class Loader:
         except psycopg.OperationalError as exc:
             raise DatabaseUnreachable(self._mask(exc)) from exc
         return self._load_file(export, day, file, load_id, replace)
+
+    def _day_loaded(self, export: Export, day: date) -> bool:
+        self._reconnect_if_broken()
+        try:
+            return ledger.day_loaded(self.conn, export.name, day)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnreachable(self._mask(exc)) from exc
 
     def _load_file(self, export: Export, day: date, file: SourceFile, load_id: int,
                    replace: bool) -> FileOutcome:
@@ -344,6 +372,36 @@ class RunOptions:
     refresh_summaries: bool = True  # refresh what the loads changed, once at the end
     on_outcome: Callable[[FileOutcome], None] | None = None  # as each file ends
     on_start: Callable[[int], None] | None = None  # the number of files, before the first
+    # time.monotonic() by which the run must end (--max-minutes from the process's start):
+    # no file starts that the time left would not hold, judging by the longest so far and
+    # keeping REFRESH_SHARE of the budget for the refresh. The first file always starts.
+    deadline: float | None = None
+    budget: float = 0.0  # seconds, the whole budget (for its refresh share)
+    catching_up: bool = False  # days with a loaded file are skipped without a look at S3
+
+
+class Budget:
+    """Whether a file may start: the time left holds the longest file so far and the
+    refresh's share. Shared by the run's threads."""
+
+    def __init__(self, options: RunOptions):
+        self.deadline = options.deadline
+        self.reserve = REFRESH_SHARE * options.budget
+        self.longest = 0.0
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self.lock:
+            if self.deadline is not None and self.started and (
+                    time.monotonic() + self.longest + self.reserve > self.deadline):
+                return False
+            self.started += 1
+            return True
+
+    def took(self, seconds: float) -> None:
+        with self.lock:
+            self.longest = max(self.longest, seconds)
 
 
 def run(settings: Settings, database_url: str, source: Source, exports: Iterable[Export],
@@ -366,18 +424,25 @@ def run(settings: Settings, database_url: str, source: Source, exports: Iterable
         return local.loader
 
     unreachable: list[str] = []  # set once: the database is gone, the run stops
+    budget = Budget(options)
 
     def work(task: tuple[Export, date]) -> FileOutcome:
         export, day = task
         if unreachable:
             return FileOutcome(export.name, export.file_name(day), Status.NOT_RUN)
+        if not budget.admit():
+            return FileOutcome(export.name, export.file_name(day), Status.LEFT)
+        began = time.monotonic()
         try:
-            return loader().load(export, day, replace=replace, force=force)
+            return loader().load(export, day, replace=replace, force=force,
+                                 catching_up=options.catching_up)
         except DatabaseUnreachable as exc:
             unreachable.append(str(exc))
             log.error("the database is unreachable: the run stops (%s)", exc)
             return FileOutcome(export.name, export.file_name(day), Status.FAILED,
                                error=f"the database is unreachable: {exc}")
+        finally:
+            budget.took(time.monotonic() - began)
 
     outcomes: list[FileOutcome] = []
     if options.on_start:

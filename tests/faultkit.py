@@ -38,9 +38,11 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 APPLICATION = "tchap-stats"  # the application_name every connection of the product sets
 
 # What the two databases compared may legitimately differ on: the ledger (ids, timestamps,
-# one row per attempt) and what loads leave for the next refresh, keyed by load ids.
+# one row per attempt), the run log and its views, and what loads leave for the next
+# refresh, keyed by load ids.
 LEDGER_TABLES = frozenset({"loads", "load_days", "rejects", "changed_days", "summary_queue",
-                           "schema_version", "active_daily_staged"})
+                           "schema_version", "active_daily_staged", "runs", "runs_seen",
+                           "freshness"})
 
 # Variables the command line reads: a child process starts from none of them inherited.
 CLI_VARIABLES = (
@@ -312,7 +314,8 @@ def cli_command(*args: str) -> list[str]:
 def cli_env(database_url: str, spill_dir: Path, s3=None, **extra: str) -> dict[str, str]:
     """The environment of a child `tchap-stats`: this one without any variable the command
     reads, then DATABASE_URL, the spill directory, the S3 settings when given and `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in CLI_VARIABLES}
+    env = {k: v for k, v in os.environ.items()
+           if k not in CLI_VARIABLES and not k.startswith("TCHAP_STATS_")}
     env.update(DATABASE_URL=database_url, TCHAP_STATS_SPILL_DIR=str(spill_dir))
     if s3 is not None:
         env.update(S3_ENDPOINT=s3.endpoint_url, S3_URL_STYLE=s3.url_style,
