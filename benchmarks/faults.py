@@ -440,11 +440,12 @@ def not_retried(fired: list[Armed], output: str) -> list[str]:
     """The files that failed with only resets fired on them (no cut): each with its
     resets and its line of output."""
     cut = {a.name for a in fired if a.kind == S3_CUT}
-    resets: dict[str, list[str]] = {}
+    resets: dict[str, list[Armed]] = {}
     for armed in fired:
         if armed.kind == S3_RESET and armed.name not in cut:
-            resets.setdefault(armed.name, []).append(armed.what)
-    return [f"{'; '.join(whats)} → {line}" for name, whats in resets.items()
+            resets.setdefault(armed.name, []).append(armed)
+    return [f"{'; '.join(a.what for a in each)} (fired {sum(a.fault.fired for a in each)} "
+            f"time(s) in all) → {line}" for name, each in resets.items()
             for line in output.splitlines() if line.startswith(f"{name}: FAILED")]
 
 
