@@ -278,12 +278,14 @@ def _end_run(obj: Context, run_log: RunLog, command: str, exit_code: int, *,
     stale_lines: list[str] = []
     try:
         run_log.finish(exit_code, report, mask(error, secrets) if error else None)
-        if exports:
+        if exports and obj.settings.alert_webhook:
             stale_lines = stale(freshness(run_log.conn), exports, obj.settings.alert_stale_days)
     except psycopg.Error as exc:
         log.warning("could not record the run's end: %s", mask(str(exc), secrets))
     finally:
         run_log.close()
+    if not obj.settings.alert_webhook:
+        return
     if report is not None:
         error = error or report.refresh_error or next(
             (f"{o.name}: {o.error}" for o in report.outcomes if o.status == Status.FAILED), None)
