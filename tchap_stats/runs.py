@@ -20,6 +20,7 @@ import psycopg
 
 from .database import connect, one
 from .pipeline import EXIT_BUDGET, EXIT_FAILED, EXIT_MISSING, EXIT_OK, RunReport, Status
+from .schema import require_schema
 
 log = logging.getLogger("tchap_stats")
 
@@ -40,6 +41,7 @@ class RunLog:
                  exclusive: bool = True, wait: float | None = None):
         self.conn = connect(database_url, autocommit=True)
         try:
+            require_schema(self.conn)
             if exclusive:
                 self._lock(wait)
             self.run_id: int = one(self.conn.execute(

@@ -24,16 +24,21 @@ def cli_env(database_url: str, **extra: str) -> dict[str, str]:
     return {**env, "DATABASE_URL": database_url, **extra}
 
 
-def test_two_runs_from_one_directory_both_spill_without_crashing(tmp_path, database_url):
+def test_two_runs_from_one_directory_both_spill_without_crashing(tmp_path, database_url,
+                                                                 empty_database_url):
     """Both stage a file far larger than DuckDB's memory cap at the same time, from the same
-    working directory and its default spill directory."""
+    working directory and its default spill directory: one checkout serving two databases
+    (the run lock is per database)."""
     generate(D, D, str(tmp_path / "exports"), Options(rows_per_day=150_000),
              exports=["user_daily_visits"])
-    env = cli_env(database_url, TCHAP_STATS_DUCKDB_MEMORY="96MB")
+    subprocess.run([sys.executable, "-m", "tchap_stats.cli", "migrate"], check=True,
+                   env=cli_env(empty_database_url), capture_output=True)
     command = [sys.executable, "-m", "tchap_stats.cli", "--source", "exports", "sync",
-               "--date", D.isoformat(), "--only", "user_daily_visits", "--no-refresh", "--force"]
-    runs = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+               "--date", D.isoformat(), "--only", "user_daily_visits", "--no-refresh"]
+    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                             env=cli_env(url, TCHAP_STATS_DUCKDB_MEMORY="96MB"),
+                             stderr=subprocess.STDOUT) for url in (database_url,
+                                                                   empty_database_url)]
     outputs = [run.communicate(timeout=240)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     spill = tmp_path / ".tchap-stats" / "spill"
