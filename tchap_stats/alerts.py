@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 
 from .config import Settings, mask
@@ -52,6 +50,8 @@ def notify(settings: Settings, text: str) -> bool:
     url = settings.alert_webhook
     if not url or not text:
         return False
+    import urllib.error  # only when a notice is due: urllib's import is a tenth of a second
+    import urllib.request
     body = json.dumps({"text": mask(text, settings.secrets()), "username": "tchap-stats"})
     request = urllib.request.Request(url, data=body.encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
