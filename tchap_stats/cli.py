@@ -672,7 +672,8 @@ def demo(obj: Context, days: int, rows_per_day: int) -> None:
 def main() -> None:
     # The libraries loaded (botocore, psycopg, DuckDB, sqlglot) are hundreds of thousands
     # of long-lived objects that every full garbage collection walks, the last one at exit
-    # too (0.3 to 0.4 s of a nightly sync). Frozen, collections skip them: those already
+    # too (0.3 to 0.4 s of a nightly sync: docs/design.md, "The nightly path's start").
+    # Frozen, collections skip them: those already
     # loaded now, everything at exit (after the other exit handlers have run).
     gc.freeze()
     atexit.register(gc.freeze)

@@ -19,7 +19,7 @@ DEFAULT_S3_ENDPOINT = "s3.gra.cloud.ovh.net"
 DEFAULT_S3_REGION = "gra"
 DEFAULT_TZ = "Europe/Paris"
 # DuckDB's share of a Scalingo M container (512 MiB): a 1 M-row file peaks at 350-400 MiB for
-# the whole process with it (benchmarks/load.py); DuckDB spills beyond it.
+# the whole process with it (benchmarks/README.md, "Loading one day"); DuckDB spills beyond.
 DEFAULT_DUCKDB_MEMORY = "128MB"
 DEFAULT_REJECT_THRESHOLD = 0.01
 # A file's rows must be dated within its acceptance window: from this many days before its

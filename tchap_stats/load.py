@@ -173,7 +173,8 @@ def hash_joins(conn: psycopg.Connection) -> AbstractContextManager[None]:
     """Merge statements match a file's rows to a day's by key: hashing is right whatever
     the sizes. The statistics may not know the day yet (loaded earlier in this run, before
     any ANALYZE) and estimate it at one row; a nested loop then scans the day once per
-    incoming row (40 s instead of 0.2 s for 2,000 overlap rows against a day of 100,000)."""
+    incoming row (40 s instead of 0.2 s for 2,000 overlap rows against a day of 100,000;
+    docs/design.md, "Loading a file")."""
     return local_setting(conn, "enable_nestloop", "off")
 
 
@@ -199,7 +200,8 @@ def day_has_rows(conn: psycopg.Connection, parts: dict[str, sql.Composable],
     loaded; once the statistics know the day, the planner expects a sequential scan to
     meet a matching row at once, but the scan first reads every earlier day of the month:
     0.5 to 0.65 s for the 29th day of 100,000-row days, against 1 ms through the BRIN
-    index (benchmarks/refresh.py's nights merge their overlap into the month's last day)."""
+    index (benchmarks/refresh.py's nights merge their overlap into the month's last day;
+    docs/design.md, "Loading a file")."""
     with local_setting(conn, "enable_seqscan", "off"):
         return one(conn.execute(_statement("day_has_rows.sql", **parts), params))[0]
 

@@ -38,7 +38,8 @@ def _translation(summary: Summary) -> Future[tuple[str, tuple[str, ...]]]:
     """preaggregate_sql's translation, on a thread of its own. Importing sqlglot takes
     0.15 s of Python: Preaggregation.translate_ahead starts it when staging starts, while
     DuckDB reads the file and leaves the interpreter free. Later, it would hold the
-    interpreter against the load's COPY loop, which would wait for it at each chunk."""
+    interpreter against the load's COPY loop, which would wait for it at each chunk
+    (docs/design.md, "The nightly path's start")."""
     pool = ThreadPoolExecutor(1, thread_name_prefix="translate")
     future = pool.submit(_translate, summary)
     pool.shutdown(wait=False)
@@ -73,9 +74,10 @@ def _rows_of_day(stager: Stager, staged: StagedFile, day: date, summary: Summary
 class Preaggregation:
     """The pre-aggregated summaries of a load's days, computed by DuckDB from the staged
     rows on a thread of their own while PostgreSQL writes the rows (0.2 s a night off the
-    load), then copied in the load's transaction for the days the load found empty: the
-    file's rows of such a day are the whole day. Days of more than PREAGGREGATE_MAX_ROWS
-    rows are left to the refresh. Use as a context manager: leaving waits for the thread.
+    load: benchmarks/README.md), then copied in the load's transaction for the days the
+    load found empty: the file's rows of such a day are the whole day. Days of more than
+    PREAGGREGATE_MAX_ROWS rows are left to the refresh. Use as a context manager: leaving
+    waits for the thread.
     A day found not empty wastes its aggregate (an overlap day's 2,000 rows: milliseconds)."""
 
     def __init__(self, stager: Stager, staged: StagedFile, load_id: int, enabled: bool = True):
