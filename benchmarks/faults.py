@@ -82,6 +82,43 @@ from tests.faultkit import (  # noqa: E402
 )
 
 FIRST_DAY = date(2024, 11, 1)
+
+# Hostile lines mixed into the visits files (classes tests/test_hostile.py gives an outcome):
+# the reference run reads the same files, so every round must still equal it.
+HOSTILE: tuple[tuple[str, Callable[[date], bytes]], ...] = (
+    ("stray quote", lambda day: f'@hostile-quote:x,DEV,{day} 10:00:00+01,"Mozilla/5.0 (X11; '
+                                f'Linux,agent_x,x.gouv.fr'.encode()),
+    ("NUL byte", lambda day: f"@hostile-nul:x,DEV,{day} 10:00:00+01,Moz\x00illa,agent_x,"
+                             f"x.gouv.fr".encode()),
+    ("year 2999", lambda day: b"@hostile-2999:x,DEV,2999-12-31 10:00:00+01,Mozilla,agent_x,"
+                              b"x.gouv.fr"),
+    ("offset +25", lambda day: f"@hostile-offset:x,DEV,{day} 10:00:00+25,Mozilla,agent_x,"
+                               f"x.gouv.fr".encode()),
+    ("Latin-1 line", lambda day: f"@hostile-latin:x,DEV,{day} 10:00:00+01,Navigateur "
+                                 f"d".encode() + b"\xe9mo,agent_x,x.gouv.fr"),
+    ("5 KB user id", lambda day: ("@" + "x" * 5000 + f",DEV,{day} 10:00:00+01,Mozilla,"
+                                  f"agent_x,x.gouv.fr").encode()),
+)
+
+
+def make_hostile(files: Path, first: date, last: date) -> Counter[str]:
+    """One hostile line (the classes in turn) in the middle of every other visits file;
+    every fifth of those is also rewritten with CRLF line endings and a byte order mark."""
+    tried: Counter[str] = Counter()
+    for n, day in enumerate(days_between(first, last)):
+        if n % 2:
+            continue
+        path = files / USER_DAILY_VISITS.file_name(day)
+        lines = path.read_bytes().split(b"\n")
+        name, line = HOSTILE[(n // 2) % len(HOSTILE)]
+        lines.insert(len(lines) // 2, line(day))
+        data = b"\n".join(lines)
+        tried[name] += 1
+        if n % 10 == 0:
+            data = b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")
+            tried["CRLF and BOM"] += 1
+        path.write_bytes(data)
+    return tried
 BUCKET = "faults"
 RUN_TIMEOUT = 300.0  # seconds a run may take before it counts as hung
 MAX_RUNS_PER_ROUND = 200
@@ -572,6 +609,7 @@ class Outcome:
     seen: Seen
     rounds: list[RoundResult]
     reference_seconds: float
+    hostile: Counter[str] = field(default_factory=Counter)  # files by hostile class
 
 
 def bench_run(options: argparse.Namespace, workdir: Path) -> Outcome:
@@ -580,6 +618,7 @@ def bench_run(options: argparse.Namespace, workdir: Path) -> Outcome:
     files = workdir / "files"
     generate(first, last, str(files), Options(rows_per_day=options.rows_per_day),
              exports=[e.name for e in default_exports()])
+    hostile = make_hostile(files, first, last)
     moto, direct = start_s3(files)
     pg = PrivatePostgres(workdir / "pg" / "pgdata")
     proxy = FaultProxy(direct.endpoint)
@@ -611,11 +650,16 @@ def bench_run(options: argparse.Namespace, workdir: Path) -> Outcome:
                   f"{'same as the reference' if result.intact else 'DIFFERS'} · "
                   f"{result.seconds:.0f} s · dashboard queries {seen.queries:,}, "
                   f"half days {seen.half_days}", flush=True)
-        return Outcome(tally, seen, rounds, reference_run.seconds)
+        return Outcome(tally, seen, rounds, reference_run.seconds, hostile)
     finally:
         proxy.stop()
         pg.close()
         moto.stop()
+
+
+def hostile_summary(tried: Counter[str]) -> str:
+    files = sum(n for kind, n in tried.items() if kind != "CRLF and BOM")
+    return f"{files} ({', '.join(f'{kind} {n}' for kind, n in sorted(tried.items()))})"
 
 
 def report(outcome: Outcome, wall: float) -> int:
@@ -626,7 +670,7 @@ def report(outcome: Outcome, wall: float) -> int:
     table += [(f"  {kind}", f"{tally.injected[kind]:,}") for kind in KINDS]
     table += [
         ("kills survived", f"{survived:,} of {tally.kills():,}"),
-        ("hostile files tried", "0"),
+        ("hostile files tried", hostile_summary(outcome.hostile)),
         ("rows lost", f"{lost:,}"),
         ("queries that saw half a day", f"{seen.half_days:,} of {seen.queries:,}"),
         ("wall time", f"{wall / 60:.1f} min"),
