@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -31,6 +33,26 @@ SUMMARIES_SQL = SQL_DIR / "summaries"
 log = logging.getLogger("tchap_stats")
 EXPORT = "user_daily_visits"
 _REFRESH_LOCK = 0x7C4A_0003  # advisory lock id (with a group's index): one refresh a group
+RAW_TABLE = "public.user_daily_visits"  # what the summaries' SQL reads (sql/summaries/)
+# The schema of the raw table the summaries read: public, except while the legacy takeover
+# (tchap_stats/legacy.py) builds the new layout in its staging schema beside the old one.
+_raw_schema: ContextVar[str] = ContextVar("raw_schema", default="public")
+
+
+@contextmanager
+def raw_schema(schema: str) -> Iterator[None]:
+    """Summaries computed in this block (this thread) read `schema`.user_daily_visits and
+    its month partitions instead of public's."""
+    token = _raw_schema.set(schema)
+    try:
+        yield
+    finally:
+        _raw_schema.reset(token)
+
+
+def _reading_raw(text: str) -> str:
+    schema = _raw_schema.get()
+    return text if schema == "public" else text.replace(RAW_TABLE, f"{schema}.user_daily_visits")
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,7 @@ class Summary:
         return sql.Identifier("tchap_stats", self.table)
 
     def statement(self, suffix: str = "", **tables: sql.Composable) -> sql.Composed:
-        text = (SUMMARIES_SQL / f"{self.table}{suffix}.sql").read_text()
+        text = _reading_raw((SUMMARIES_SQL / f"{self.table}{suffix}.sql").read_text())
         return sql.SQL(text).format(**tables)
 
     @property
@@ -263,14 +285,16 @@ def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
     (estimated at one row). Its day column alone, from a small sample, unless a fifth of
     the partition changed since its last full ANALYZE (0.08 s instead of 0.4 to 0.6 s)."""
     column = sql.Identifier(DAY_COLUMN)
+    schema = _raw_schema.get()
     for month in months:
         name = partition_name(USER_DAILY_VISITS_EXPORT, month)
-        if one(conn.execute("SELECT to_regclass(%s)", (name,)))[0] is None:
+        table = sql.Identifier(schema, name)
+        if one(conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)))[0] is None:
             continue
-        if _is_stale(conn, "public", name):
-            _analyze(conn, sql.Identifier("public", name))
+        if _is_stale(conn, schema, name):
+            _analyze(conn, table)
         else:
-            _analyze_sample(conn, sql.Identifier("public", name), column)
+            _analyze_sample(conn, table, column)
 
 
 STALE_SHARE = 0.2  # of a table's rows changed since its last ANALYZE (autovacuum's is 0.1)
