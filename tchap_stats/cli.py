@@ -2,7 +2,8 @@
 
 Exit codes: 0 success · 1 failure (a file failed, or the run could not start) ·
 2 bad usage · 3 finished, but some expected input files were missing (each named) ·
-4 (check) rows differ while days wait for a summary refresh.
+4 (check) rows differ while days wait for a summary refresh ·
+5 (migrate-legacy) stopped at the time budget with work left: run again.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def cli(ctx: click.Context, source: str | None, verbose: bool) -> None:
 
     Without DATABASE_URL, an embedded PostgreSQL under ./.tchap-stats is used.
     Exit codes: 0 ok, 1 failure, 2 bad usage, 3 expected input files missing,
-    4 check found differences while days wait for a summary refresh (see check --help).
+    4 check found differences while days wait for a summary refresh (see check --help),
+    5 migrate-legacy stopped at its time budget with work left (run it again).
     """
     try:
         ctx.obj = Context(source)

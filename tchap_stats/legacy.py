@@ -43,6 +43,7 @@ from .exports import (
 from .load import day_bounds, partition_name
 from .schema import (
     DASHBOARD_NAMES,
+    applied_versions,
     create_version_table,
     migration_sql,
     migrations,
@@ -177,7 +178,8 @@ def old_relations(conn: psycopg.Connection) -> list[tuple[str, str]]:
 
 
 def _old_tables(conn: psycopg.Connection) -> list[Export]:
-    """The exports whose old table is in public (a plain table: the old system's)."""
+    """The exports whose old table is in public (a plain table: the old system's, on a
+    database without tchap_stats' schema_version)."""
     present = {n for n, k in old_relations(conn) if k == "r"}
     return [e for e in TABLES if e.table in present]
 
@@ -234,10 +236,17 @@ def _recorded_units(conn: psycopg.Connection) -> list[Unit]:
     return sorted(units, key=lambda u: (order.index(u.relation), u.month or date.min))
 
 
+# Units smaller than this do not measure the rate: their fixed costs (a transaction, the
+# summaries' statements, their ANALYZE) would make a month of millions look like days.
+RATE_MIN_ROWS = 100_000
+
+
 def _rate(conn: psycopg.Connection) -> tuple[float, bool]:
+    """Rows a second over the units moved so far (of RATE_MIN_ROWS rows or more), or the
+    assumed rate."""
     rows, seconds = one(conn.execute(
         "SELECT sum(rows_old), sum(seconds) FROM tchap_stats.legacy_units "
-        "WHERE moved_at IS NOT NULL AND rows_old > 0"))
+        "WHERE moved_at IS NOT NULL AND rows_old >= %s", (RATE_MIN_ROWS,)))
     if rows and seconds:
         return float(rows) / float(seconds), True
     return ASSUMED_ROWS_PER_SECOND, False
@@ -249,7 +258,7 @@ def plan(conn: psycopg.Connection, timezone: str) -> Plan:
     state = _state(conn)
     if state is None:
         relations = old_relations(conn)
-        if not any(k == "r" for _, k in relations):
+        if applied_versions(conn) or not any(k == "r" for _, k in relations):
             return Plan("none", old_relations=relations)
         return Plan("new", _counted_units(conn, timezone), relations)
     if state["finished_at"]:
@@ -675,8 +684,9 @@ def take_over(conn: psycopg.Connection, timezone: str, lock_timeout: float,
     _lock(conn, lock_timeout)
     state = _state(conn)
     if state is None:
-        if not _old_tables(conn):
-            echo("nothing to take over: no table of the old system in schema public")
+        if applied_versions(conn) or not _old_tables(conn):
+            echo("nothing to take over: no table of the old system in schema public (or the "
+                 "new layout already in place)")
             return Outcome(0)
         _start(conn, timezone)
         echo(f"new layout created in schema {STAGING}; the old tables answer under their "
@@ -708,6 +718,9 @@ def take_over(conn: psycopg.Connection, timezone: str, lock_timeout: float,
              f"unit(s) left ({rows:,} old rows, about {_minutes(rows / rate)} at "
              f"{rate:,.0f} rows/s{'' if measured else ' (assumed)'}), from {left[0].name}, "
              "then the switch; run again to continue")
+        if not outcome.moved:
+            echo(f"(the next alone needs about {_minutes(needed)}: a run with less than "
+                 "that never moves it)")
         outcome.exit_code = EXIT_TIME_BUDGET
         return False
 
@@ -762,7 +775,8 @@ def finish(conn: psycopg.Connection, echo: Echo, dry_run: bool = False) -> None:
 def describe(p: Plan, echo: Echo) -> None:
     """The plan, for --dry-run."""
     if p.state == "none":
-        echo("nothing to take over: no table of the old system in schema public")
+        echo("nothing to take over: no table of the old system in schema public (or the "
+                 "new layout already in place)")
         return
     if p.state == "finished":
         echo("already taken over; the old tables were dropped (--finish)")
