@@ -211,7 +211,7 @@ def migrate_legacy_command(obj: Context, dry_run: bool, max_minutes: float | Non
             if dry_run:
                 legacy.dry_run(conn, settings.timezone, click.echo)
                 return
-            outcome = legacy.take_over(conn, settings.timezone, settings.lock_timeout,
+            outcome = legacy.take_over(conn, url, settings.timezone, settings.lock_timeout,
                                        max_minutes, click.echo)
         except legacy.TakeoverError as exc:
             obj.fail(str(exc))

@@ -16,6 +16,7 @@ docs/design.md, "Taking over the old database", says why.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -29,8 +30,8 @@ from psycopg import sql
 from . import summaries
 from .classify import classify_sql
 from .config import SQL_DIR
-from .database import one
-from .dates import month_bounds, today
+from .database import connect, one
+from .dates import days_between, month_bounds, today
 from .exports import (
     ACCOUNT_DATA,
     EVENTS_AGGREGATE,
@@ -56,10 +57,11 @@ STAGING = "legacy_new"  # where the new layout is built until the switch
 OLD = "legacy_old"  # where the old relations go at the switch, until --finish
 EXIT_TIME_BUDGET = 5  # stopped at --max-minutes with work left: run again
 _TAKEOVER_LOCK = 0x7C4A_0004  # advisory lock id: one takeover at a time
-# Before any unit was measured, the budget assumes this rate (rows a second): below what a
-# 2-core server measured (benchmarks/README.md, "Taking over the old database"), so that a
-# first unit is not started when it may not fit.
-ASSUMED_ROWS_PER_SECOND = 50_000.0
+# Before any unit was measured, the budget assumes these rates (rows a second): below what
+# a 2-core server measured (benchmarks/README.md, "Taking over the old database"), so that
+# a first unit is not started when it may not fit.
+ASSUMED_MOVE_RATE = 40_000.0
+ASSUMED_SUMMARY_RATE = 20_000.0
 LOAD_SQL = SQL_DIR / "load"
 VISITS = USER_DAILY_VISITS.table
 TRIGGERS = {  # trigger name → (event, REFERENCING clause)
@@ -114,6 +116,7 @@ class Moved:
     classified: int
     checksum: int
     seconds: float
+    steps: dict[str, float] = field(default_factory=dict)  # seconds per step (benchmarks)
 
     def line(self) -> str:
         details = [f"{self.duplicates:,} duplicates merged"]
@@ -133,15 +136,12 @@ class Plan:
     state: str  # "none" (nothing to take over), "new", "in progress", "switched", "finished"
     units: list[Unit] = field(default_factory=list)
     old_relations: list[tuple[str, str]] = field(default_factory=list)  # (name, kind)
-    rate: float = ASSUMED_ROWS_PER_SECOND
-    rate_measured: bool = False
+    rates: Rates = field(default_factory=lambda: Rates())
+    backlog: int = 0  # rows moved whose summaries wait
 
     @property
     def pending(self) -> list[Unit]:
         return [u for u in self.units if u.pending]
-
-    def seconds(self, units: list[Unit]) -> float:
-        return sum(u.rows or 0 for u in units) / self.rate
 
 
 @dataclass
@@ -241,15 +241,55 @@ def _recorded_units(conn: psycopg.Connection) -> list[Unit]:
 RATE_MIN_ROWS = 100_000
 
 
-def _rate(conn: psycopg.Connection) -> tuple[float, bool]:
-    """Rows a second over the units moved so far (of RATE_MIN_ROWS rows or more), or the
-    assumed rate."""
-    rows, seconds = one(conn.execute(
-        "SELECT sum(rows_old), sum(seconds) FROM tchap_stats.legacy_units "
-        "WHERE moved_at IS NOT NULL AND rows_old >= %s", (RATE_MIN_ROWS,)))
-    if rows and seconds:
-        return float(rows) / float(seconds), True
-    return ASSUMED_ROWS_PER_SECOND, False
+@dataclass(frozen=True)
+class Rates:
+    """Rows a second: moving (and checking) a unit, and refreshing a month's summaries."""
+
+    move: float = ASSUMED_MOVE_RATE
+    summaries: float = ASSUMED_SUMMARY_RATE
+    measured: bool = False
+
+    def describe(self) -> str:
+        how = "measured" if self.measured else "assumed"
+        return (f"{self.move:,.0f} rows/s moved, {self.summaries:,.0f} summarised "
+                f"({how})")
+
+    def seconds(self, units: list[Unit], backlog: int = 0) -> float:
+        """How long `units` take from now, moved one after the other while the summaries
+        of each month follow beside them, after the `backlog` of rows moved whose summaries
+        are not refreshed yet."""
+        moved = 0.0
+        summarised = backlog / self.summaries
+        for unit in units:
+            moved += (unit.rows or 0) / self.move
+            if unit.relation == VISITS:
+                summarised = max(summarised, moved) + (unit.rows or 0) / self.summaries
+        return max(moved, summarised)
+
+
+def _rates(conn: psycopg.Connection) -> Rates:
+    """Over the units moved so far of RATE_MIN_ROWS rows or more; else the assumed ones."""
+    rows, seconds, summarised, summary_seconds = one(conn.execute(
+        "SELECT sum(rows_old), sum(seconds), "
+        "       sum(rows_old) FILTER (WHERE summary_seconds > 0), sum(summary_seconds) "
+        "FROM tchap_stats.legacy_units WHERE moved_at IS NOT NULL AND rows_old >= %s",
+        (RATE_MIN_ROWS,)))
+    if not (rows and seconds):
+        return Rates()
+    summary_rate = (float(summarised) / float(summary_seconds) if summary_seconds
+                    else ASSUMED_SUMMARY_RATE)
+    return Rates(float(rows) / float(seconds), summary_rate, True)
+
+
+def _backlog(conn: psycopg.Connection) -> int:
+    """Rows of the months moved whose days still wait for their summaries."""
+    return int(one(conn.execute(
+        "SELECT coalesce(sum(u.rows_old), 0) FROM tchap_stats.legacy_units AS u "
+        "WHERE u.relation = %s AND u.moved_at IS NOT NULL AND EXISTS ("
+        "  SELECT FROM (SELECT day FROM tchap_stats.changed_days WHERE export = %s "
+        "               UNION ALL SELECT day FROM tchap_stats.summary_queue) AS w "
+        "  WHERE w.day >= u.month AND w.day < u.month + interval '1 month')",
+        (VISITS, VISITS)))[0])
 
 
 def plan(conn: psycopg.Connection, timezone: str) -> Plan:
@@ -266,8 +306,7 @@ def plan(conn: psycopg.Connection, timezone: str) -> Plan:
     if state["switched_at"]:
         return Plan("switched", _recorded_units(conn))
     units = _recorded_units(conn) if state["planned_at"] else _counted_units(conn, timezone)
-    rate, measured = _rate(conn)
-    return Plan("in progress", units, old_relations(conn), rate, measured)
+    return Plan("in progress", units, old_relations(conn), _rates(conn), _backlog(conn))
 
 
 # --- converting an old table's rows -----------------------------------------------------------
@@ -426,10 +465,13 @@ def _months_of(conn: psycopg.Connection, convert: Conversion, rows: sql.Composab
             value, rows))]
 
 
-def move(conn: psycopg.Connection, unit: Unit, timezone: str) -> Moved:
+def move(conn: psycopg.Connection, unit: Unit, timezone: str,
+         summarise_now: bool = False) -> Moved:
     """Move one unit inside the caller's REPEATABLE READ transaction: its rows converted
-    into the staging table, checked on both sides, its summaries refreshed, the unit
-    recorded. A mismatch raises TakeoverError (the caller's transaction rolls back)."""
+    into the staging table, checked on both sides, the unit recorded, and a month's days
+    left in changed_days for the refresh beside the moves (`summarise_now`: refreshed here,
+    in this transaction). A mismatch raises TakeoverError (the caller's transaction rolls
+    back)."""
     started = monotonic()
     export = unit.export
     conn.execute("SET LOCAL work_mem = '128MB'")
@@ -445,11 +487,13 @@ def move(conn: psycopg.Connection, unit: Unit, timezone: str) -> Moved:
     elif export.partition is not None:
         _create_partitions(conn, export, _months_of(conn, convert, rows, timezone), timezone)
     conn.execute(sql.SQL("TRUNCATE {}").format(target))  # a unit moved again
+    steps = {"prepare": monotonic() - started}
     conn.execute(sql.SQL(
         "INSERT INTO {target} ({names}) SELECT DISTINCT ON ({key}) {names} "
         "FROM ({rows}) AS c WHERE _ok ORDER BY {key}, {order}").format(
             target=target, names=convert.names, key=convert.key, order=convert.order,
             rows=rows))
+    steps["insert"] = monotonic() - started - sum(steps.values())
     # The old side: the distinct keys of the old rows, each with its winner's first order
     # column, grouped on their own (hashing, not the insert's sort), and the visits'
     # corrections counted over every old row.
@@ -471,21 +515,37 @@ def move(conn: psycopg.Connection, unit: Unit, timezone: str) -> Moved:
             per_key=sql.SQL("").join(sql.SQL(", {}").format(p) for p in per_key),
             rows=rows)
     keys, rows_ok, skipped, checksum, *figures = one(conn.execute(old_side))
+    steps["check_old"] = monotonic() - started - sum(steps.values())
     new_rows, new_checksum = one(conn.execute(sql.SQL(
         "SELECT count(*), coalesce(sum({}), 0) FROM {}").format(
             convert.fingerprint(sql.Identifier(export.merge.order[0])), target)))
+    steps["check_new"] = monotonic() - started - sum(steps.values())
     if (new_rows, new_checksum) != (keys, checksum):
         raise TakeoverError(
             f"{unit.name}: the new rows do not match the old ones (new: {new_rows:,} rows, "
             f"checksum {new_checksum}; old: {keys:,} keys, checksum {checksum}); nothing of "
             "it was recorded")
     if unit.month is not None:
+        # As a load that found the month's days empty (the summaries are added to, and the
+        # rolling window appended to, in date order), or that rewrote them (a month moved
+        # again: its summaries recomputed).
         first, end = month_bounds(unit.month)
-        with summaries.raw_schema(STAGING):
-            summaries.refresh_range(conn, first, end - timedelta(days=1))
+        days = days_between(first, end - timedelta(days=1))
+        if summarise_now:
+            with summaries.raw_schema(STAGING):
+                summaries.refresh_days(conn, days, fresh=not unit.moved)
+            steps["summaries"] = monotonic() - started - sum(steps.values())
+        else:
+            conn.execute(
+                "INSERT INTO tchap_stats.changed_days AS c "
+                "(export, day, last_load_id, fresh, rewritten) "
+                "SELECT %s, d, 0, %s, %s FROM unnest(%s::date[]) AS d "
+                "ON CONFLICT (export, day) DO UPDATE SET last_load_id = excluded.last_load_id, "
+                "changed_at = now(), rewritten = c.rewritten OR excluded.rewritten",
+                (VISITS, not unit.moved, unit.moved, days))
     corrected, filled, classified = figures if figures else (0, 0, 0)
     moved = Moved(unit, rows_ok + skipped, new_rows, rows_ok - new_rows, skipped, corrected,
-                  filled, classified, int(checksum), monotonic() - started)
+                  filled, classified, int(checksum), monotonic() - started, steps)
     conn.execute("DELETE FROM tchap_stats.legacy_units WHERE relation = %s "
                  "AND month IS NOT DISTINCT FROM %s", (unit.relation, unit.month))
     conn.execute(
@@ -628,7 +688,8 @@ def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: 
             conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.SQL(", ").join(
                 sql.Identifier("public", e.table) for e in tables)))
         for unit in (u for u in _recorded_units(conn) if u.pending):
-            moved.append(move(conn, _count_unit(conn, unit, timezone), timezone))
+            moved.append(move(conn, _count_unit(conn, unit, timezone), timezone,
+                              summarise_now=True))
             echo(moved[-1].line())
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(OLD)))
         old = old_relations(conn)
@@ -676,10 +737,77 @@ def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: 
     return moved
 
 
-def take_over(conn: psycopg.Connection, timezone: str, lock_timeout: float,
-              max_minutes: float | None, echo: Echo) -> Outcome:
-    """Run or resume the takeover: move what is left, unit by unit, then switch. Stops
-    between units when the next would not fit in `max_minutes` (EXIT_TIME_BUDGET)."""
+class _Refresher:
+    """The summaries of the months moved, refreshed beside the moves by the nightly
+    machinery: each move leaves its month's days in tchap_stats.changed_days, in its own
+    transaction, as a load does; this thread refreshes them (summaries.refresh_changed:
+    both groups side by side) on connections of its own, reading the staging schema. A
+    month's summaries thus never hold up the next month's move, and whatever a killed run
+    left in the queues is refreshed by the next run's, before anything else."""
+
+    def __init__(self, database_url: str):
+        self.url = database_url
+        self.wake = threading.Event()
+        self.closing = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="takeover-summaries",
+                                       daemon=True)
+        self.thread.start()
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    def failed(self) -> None:
+        if self.error is not None:
+            raise TakeoverError(f"refreshing the summaries failed: {self.error}")
+
+    def close(self, report: bool = True) -> None:
+        """Wait until every day moved is summarised (or the refresh failed)."""
+        self.closing = True
+        self.wake.set()
+        self.thread.join()
+        if report:
+            self.failed()
+
+    def _run(self) -> None:
+        try:
+            with connect(self.url, autocommit=True) as conn, summaries.raw_schema(STAGING):
+                while True:
+                    if one(conn.execute(
+                            "SELECT EXISTS (SELECT FROM tchap_stats.summary_queue) OR EXISTS "
+                            "(SELECT FROM tchap_stats.changed_days WHERE export = %s)",
+                            (VISITS,)))[0]:
+                        started = monotonic()
+                        report = summaries.refresh_changed(conn, self.url)
+                        _account(conn, report.days, monotonic() - started)
+                        log.debug("takeover: %s", report.summary())
+                    elif self.closing:
+                        return
+                    else:
+                        self.wake.wait(1)
+                        self.wake.clear()
+        except BaseException as exc:  # reported by failed() in the moving thread
+            self.error = exc
+
+
+def _account(conn: psycopg.Connection, days: list[date], seconds: float) -> None:
+    """Share a refresh's seconds among the months it summarised, by rows (the rates)."""
+    months = sorted({d.replace(day=1) for d in days})
+    conn.execute(
+        "WITH m AS (SELECT month, rows_old, sum(rows_old) OVER () AS total "
+        "           FROM tchap_stats.legacy_units WHERE relation = %s AND month = ANY(%s)) "
+        "UPDATE tchap_stats.legacy_units AS u "
+        "SET summary_seconds = coalesce(u.summary_seconds, 0) "
+        "    + %s * m.rows_old / nullif(m.total, 0) "
+        "FROM m WHERE u.relation = %s AND u.month = m.month",
+        (VISITS, months, seconds, VISITS))
+
+
+def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
+              lock_timeout: float, max_minutes: float | None, echo: Echo) -> Outcome:
+    """Run or resume the takeover: move what is left, unit by unit, their summaries
+    refreshed beside them, then switch. Stops between units when the next would not fit
+    in `max_minutes` (EXIT_TIME_BUDGET), once the summaries of the units moved are done."""
     started = monotonic()
     _lock(conn, lock_timeout)
     state = _state(conn)
@@ -707,31 +835,44 @@ def take_over(conn: psycopg.Connection, timezone: str, lock_timeout: float,
     outcome = Outcome(0)
 
     def fits(units: list[Unit]) -> bool:
-        """Whether `units` fit in what is left of the budget; if not, say what is left."""
-        rate, measured = _rate(conn)
-        needed = sum(u.rows or 0 for u in units) / rate
+        """Whether `units` (and the summaries waiting) fit in what is left of the budget;
+        if not, say what is left."""
+        rates = _rates(conn)
+        needed = rates.seconds(units, _backlog(conn))
         if max_minutes is None or monotonic() - started + needed <= max_minutes * 60:
             return True
         left = [_count_unit(conn, u, timezone) for u in _recorded_units(conn) if u.pending]
         rows = sum(u.rows or 0 for u in left)
         echo(f"stopped at the time budget (--max-minutes {max_minutes:g}): {len(left)} "
-             f"unit(s) left ({rows:,} old rows, about {_minutes(rows / rate)} at "
-             f"{rate:,.0f} rows/s{'' if measured else ' (assumed)'}), from {left[0].name}, "
-             "then the switch; run again to continue")
+             f"unit(s) left ({rows:,} old rows, about {_minutes(rates.seconds(left))} at "
+             f"{rates.describe()}), from {left[0].name}, then the switch; run again to "
+             "continue")
         if not outcome.moved:
             echo(f"(the next alone needs about {_minutes(needed)}: a run with less than "
                  "that never moves it)")
         outcome.exit_code = EXIT_TIME_BUDGET
         return False
 
-    for unit in [u for u in _recorded_units(conn) if u.pending]:
-        unit = _count_unit(conn, unit, timezone)
-        if not fits([unit]):
-            return outcome
-        outcome.moved.append(_move_committed(conn, unit, timezone))
-        echo(outcome.moved[-1].line())
+    refresher = _Refresher(database_url)  # what a killed run left waiting comes first
+    stopped = False
+    try:
+        for unit in [u for u in _recorded_units(conn) if u.pending]:
+            refresher.failed()
+            unit = _count_unit(conn, unit, timezone)
+            if not fits([unit]):
+                stopped = True
+                break
+            outcome.moved.append(_move_committed(conn, unit, timezone))
+            refresher.poke()
+            echo(outcome.moved[-1].line())
+    except BaseException:
+        refresher.close(report=False)
+        raise
+    refresher.close()  # every month moved is summarised, also when stopping
+    if stopped:
+        return outcome
     # What the old system wrote meanwhile moves again inside the switch, its writers held
-    # off; the switch itself only renames.
+    # off, its summaries refreshed there; the switch itself only renames.
     again = [_count_unit(conn, u, timezone) for u in _recorded_units(conn) if u.pending]
     if again and not fits(again):
         return outcome
@@ -794,9 +935,9 @@ def describe(p: Plan, echo: Echo) -> None:
         echo(f"  {unit.name}: {counted} · {state}")
     pending = p.pending
     rows = sum(u.rows or 0 for u in pending)
-    echo(f"left: {len(pending)} unit(s), {rows:,} old rows, about "
-         f"{_minutes(p.seconds(pending))} at {p.rate:,.0f} rows/s"
-         f"{' (measured)' if p.rate_measured else ' (assumed)'}")
+    waiting = f"; summaries of {p.backlog:,} rows moved still to refresh" if p.backlog else ""
+    echo(f"left: {len(pending)} unit(s), {rows:,} old rows{waiting}; about "
+         f"{_minutes(p.rates.seconds(pending, p.backlog))} at {p.rates.describe()}")
     echo(f"then the switch, in one transaction: to schema {OLD}: "
          + ", ".join(f"{n} ({KINDS[k]})" for n, k in p.old_relations)
          + "; the new tables and views take their names")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -431,12 +431,36 @@ def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshRepor
     _hand_out(conn)
     with ThreadPoolExecutor(1, thread_name_prefix="refresh") as pool, \
             connect(database_url, autocommit=True) as second:
-        later = pool.submit(_refresh_group, second, MONTHLY)
+        # In this thread's context: the raw table it reads (raw_schema) too.
+        later = pool.submit(copy_context().run, _refresh_group, second, MONTHLY)
         daily = _refresh_group(conn, DAILY)
         monthly = later.result()
     return RefreshReport(sorted(set(daily.days) | set(monthly.days)), monthly.months,
                          time.monotonic() - started, monthly.recomputed_months,
                          daily.rolling_append, daily.preaggregated_days)
+
+
+def refresh_days(conn: psycopg.Connection, days: list[date], fresh: bool) -> RefreshReport:
+    """The summaries of `days` after their rows were all written at once (the legacy
+    takeover's months), as a refresh of loads that wrote them: queued for both groups, then
+    each group refreshed on this connection, in the caller's transaction. `fresh`: the days
+    held no rows before, so the monthly summaries are added to and the rolling window
+    appended to, a day at a time, when they follow every day summarised (months in date
+    order); otherwise their months and windows are recomputed."""
+    started = time.monotonic()
+    conn.execute(
+        "INSERT INTO tchap_stats.summary_queue "
+        "(summary_group, day, last_load_id, fresh, rewritten) "
+        "SELECT g, d, 0, %(fresh)s, NOT %(fresh)s "
+        "FROM unnest(%(groups)s::text[]) AS g, unnest(%(days)s::date[]) AS d "
+        "ON CONFLICT (summary_group, day) DO UPDATE "
+        "SET fresh = false, rewritten = true, queued_at = now()",
+        {"fresh": fresh, "groups": list(GROUPS), "days": days})
+    _analyze_raw(conn, sorted({d.replace(day=1) for d in days}))
+    daily = _refresh_group(conn, DAILY)
+    monthly = _refresh_group(conn, MONTHLY)
+    return RefreshReport(daily.days, monthly.months, time.monotonic() - started,
+                         monthly.recomputed_months, daily.rolling_append)
 
 
 def refresh_range(conn: psycopg.Connection, first: date, last: date) -> RefreshReport:

@@ -24,7 +24,6 @@ from benchmarks import legacy as old_system
 from tchap_stats.classify import CLASSIFIERS
 from tchap_stats.database import connect
 from tchap_stats.dates import today
-from tchap_stats.summaries import _REFRESH_LOCK
 from tchap_stats.synthetic.generate import Options, generate
 
 from .faultkit import cli_command, cli_env
@@ -317,12 +316,17 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 30) ->
 
 
 def waiting_takeover(conn: psycopg.Connection) -> int | None:
-    """The backend of a takeover waiting for the daily refresh group's lock."""
+    """The backend of a takeover waiting to record the unit it moved (and checked)."""
     row = conn.execute(
-        "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND NOT l.granted "
-        "AND l.classid::bigint = %s AND l.objid::bigint = 0 AND l.objsubid = 2",
-        (_REFRESH_LOCK,)).fetchone()
+        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE 'DELETE FROM tchap_stats.legacy_units%'").fetchone()
     return row[0] if row else None
+
+
+def takeover_backends(conn: psycopg.Connection, *ours: psycopg.Connection) -> list[int]:
+    return [pid for (pid,) in conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'tchap-stats' "
+        "AND pid <> ALL(%s)", ([c.info.backend_pid for c in ours],))]
 
 
 def moved_units(conn: psycopg.Connection) -> list[tuple]:
@@ -351,26 +355,37 @@ def test_takeover_interrupted_then_resumed_keeps_every_dashboard(old_db, tmp_pat
         assert "sso_aggregate: 5 rows · to move" in plan.stdout
         assert db.execute("SELECT to_regnamespace('tchap_stats')").fetchone()[0] is None
 
-        # A takeover SIGKILLed inside a month: held in that month's summary refresh (after
-        # its rows were written and checked), once August has moved.
-        holder.execute("SELECT pg_advisory_lock(%s, 0)", (_REFRESH_LOCK,))
+        # Out of time at once: the new layout created, the plan counted, nothing moved.
+        budget = run_cli(old_db, tmp_path, "migrate-legacy", "--max-minutes", "0")
+        assert budget.returncode == 5, budget.stdout + budget.stderr
+        assert "stopped at the time budget (--max-minutes 0): 10 unit(s) left" in budget.stdout
+        assert "run again to continue" in budget.stdout
+        assert moved_units(db) == []
+
+        # A takeover SIGKILLed inside a month: its rows written and checked, held where it
+        # records the month (the table locked), once the export tables and August moved.
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE tchap_stats.legacy_units IN SHARE MODE")
         process = subprocess.Popen(cli_command("migrate-legacy"),
                                    env=cli_env(old_db, tmp_path / "spill"),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: waiting_takeover(db), "the takeover in August's refresh")
-        holder.execute("SELECT pg_advisory_unlock(%s, 0)", (_REFRESH_LOCK,))
-        holder.execute("SELECT pg_advisory_lock(%s, 0)", (_REFRESH_LOCK,))
-        backend = wait_for(lambda: waiting_takeover(db), "the takeover in September's refresh")
+        while True:
+            wait_for(lambda: waiting_takeover(db), "the takeover recording a unit")
+            if ("user_daily_visits", date(2024, 8, 1)) in moved_units(db):
+                break
+            holder.execute("COMMIT")  # that unit only: the next one waits in turn
+            holder.execute("BEGIN")
+            holder.execute("LOCK TABLE tchap_stats.legacy_units IN SHARE MODE")
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        holder.execute("SELECT pg_advisory_unlock(%s, 0)", (_REFRESH_LOCK,))
-        wait_for(lambda: not db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
-                                        (backend,)).fetchone(), "the killed takeover's backend")
+        holder.execute("COMMIT")
+        wait_for(lambda: not takeover_backends(db, db, holder), "the killed run's backends")
         moved = moved_units(db)
-        assert ("user_daily_visits", date(2024, 8, 1)) in moved
         assert ("user_daily_visits", date(2024, 9, 1)) not in moved  # rolled back whole
         assert db.execute("SELECT to_regclass('legacy_new.user_daily_visits_p2024_09')"
                           ).fetchone()[0] is None
+        assert db.execute("SELECT count(*) FROM tchap_stats.changed_days WHERE day >= "
+                          "'2024-09-01'").fetchone()[0] == 0
 
         # Meanwhile the old names answer with the old data; migrate and sync refuse.
         assert dashboards(db, "UTC") == before
@@ -397,12 +412,6 @@ def test_takeover_interrupted_then_resumed_keeps_every_dashboard(old_db, tmp_pat
         assert "user_daily_visits 2024-08" in resumed_plan.stdout
         assert ("moved, then written to by the old system: moves again"
                 in resumed_plan.stdout)
-        budget = run_cli(old_db, tmp_path, "migrate-legacy", "--max-minutes", "0")
-        assert budget.returncode == 5, budget.stdout + budget.stderr
-        assert "stopped at the time budget (--max-minutes 0)" in budget.stdout
-        assert "run again to continue" in budget.stdout
-        assert moved_units(db) == moved
-
         done = run_cli(old_db, tmp_path, "migrate-legacy")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "user_daily_visits 2024-08 (again: the old system wrote to it)" in done.stdout

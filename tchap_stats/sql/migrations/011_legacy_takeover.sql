@@ -21,8 +21,9 @@ CREATE TABLE tchap_stats.legacy_takeover (
 -- The units of work: a month of the old user_daily_visits (month of visit_ts in the zone),
 -- or a whole old export table (month NULL). rows_planned is the count the plan found; the
 -- other figures are written in the transaction that moves the unit, once its count and
--- checksum matched on both sides (moved_at NULL: not moved yet). Old rows read =
--- rows_new + duplicates_merged + rows_skipped.
+-- checksum matched on both sides (moved_at NULL: not moved yet), with the month's days in
+-- changed_days for the summaries, which a refresh beside the moves then consumes. Old rows
+-- read = rows_new + duplicates_merged + rows_skipped.
 CREATE TABLE tchap_stats.legacy_units (
     relation          text        NOT NULL,
     month             date,
@@ -36,7 +37,8 @@ CREATE TABLE tchap_stats.legacy_units (
     days_filled       bigint,            -- visits that had no visit_date yet
     classified        bigint,            -- visits that had no platform or device type yet
     checksum          numeric,           -- sum of hashtextextended over key and winner
-    seconds           double precision,
+    seconds           double precision,  -- moving and checking it
+    summary_seconds   double precision,  -- its share of the summary refreshes since
     moved_at          timestamptz
 );
 CREATE UNIQUE INDEX legacy_units_unit_idx
