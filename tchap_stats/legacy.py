@@ -635,9 +635,13 @@ def _upgrade_staging(conn: psycopg.Connection, state: dict[str, Any], timezone: 
 
 
 def _record_plan(conn: psycopg.Connection, timezone: str) -> None:
-    """Count the old rows per unit once (the triggers already watch the old tables)."""
+    """Count the old rows per unit once (the triggers already watch the old tables), and
+    create the months' partitions: creating one locks the whole table, which the
+    summaries of the month moved before are reading."""
     with conn.transaction():
         units = _counted_units(conn, timezone)
+        _create_partitions(conn, USER_DAILY_VISITS,
+                           [u.month for u in units if u.month is not None], timezone)
         conn.execute("DELETE FROM tchap_stats.legacy_units WHERE moved_at IS NULL")
         for unit in units:
             conn.execute(
@@ -871,6 +875,7 @@ def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
     refresher.close()  # every month moved is summarised, also when stopping
     if stopped:
         return outcome
+    echo("every unit moved and its summaries refreshed; switching")
     # What the old system wrote meanwhile moves again inside the switch, its writers held
     # off, its summaries refreshed there; the switch itself only renames.
     again = [_count_unit(conn, u, timezone) for u in _recorded_units(conn) if u.pending]
