@@ -5,12 +5,13 @@ views and user_monthly_visits_lite keep their names in public and keep answering
 a unit at a time: a month of user_daily_visits (month of visit_ts in the configured zone),
 or a whole old export table. Each unit is one REPEATABLE READ transaction that converts the
 rows by their export's rules (tchap_stats/exports.py: zone day, classification, merge
-rule), checks a count and a checksum computed on both sides, refreshes the month's
-summaries and records the unit (tchap_stats.legacy_units, migration 011): a unit is moved
-once, or not at all. Triggers on the old tables note the units their writes change after
-that, which are moved again. Once every unit is moved, one transaction (the switch) moves
-the old relations to legacy_old and the new ones to public; `--finish` drops legacy_old.
-docs/design.md, "Taking over the old database", says why.
+rule), checks a count and a checksum computed on both sides, leaves a month's days in
+changed_days and records the unit (tchap_stats.legacy_units, migration 011): a unit is
+moved once, or not at all. The summaries are refreshed beside the moves, by the nightly
+machinery on a thread of their own. Triggers on the old tables note the units their writes
+change after that, which are moved again. Once every unit is moved and summarised, one
+transaction (the switch) moves the old relations to legacy_old and the new ones to public;
+`--finish` drops legacy_old. docs/design.md, "Taking over the old database", says why.
 """
 
 from __future__ import annotations
