@@ -8,7 +8,9 @@ REFRESH the two materialized views; fill user_monthly_visits_lite from the last 
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -125,3 +127,55 @@ def refresh_views(conn: psycopg.Connection) -> dict[str, float]:
         conn.execute(statement)
         steps[name] = time.perf_counter() - started
     return steps
+
+
+# The other exports' old tables, as the old scripts created them: nullable columns, the
+# unique indexes their ON CONFLICT clauses named, none on sso_aggregate (reruns duplicated
+# its rows), added_date the load's day.
+EXPORT_TABLES = """
+CREATE TABLE legacy.subscriptions_aggregate (
+    subscriptions integer, domain varchar, hour timestamptz, instance varchar);
+CREATE UNIQUE INDEX subscriptions_aggregate_unique
+    ON legacy.subscriptions_aggregate (domain, hour, instance);
+CREATE TABLE legacy.events_aggregate (
+    events integer, domain varchar, hour timestamptz, instance varchar, type varchar);
+CREATE UNIQUE INDEX events_aggregate_unique
+    ON legacy.events_aggregate (domain, hour, instance, type);
+CREATE INDEX events_aggregate_hour ON legacy.events_aggregate (hour);
+CREATE TABLE legacy.account_data_aggregate (
+    user_id varchar, account_data_type varchar, content varchar, instance varchar,
+    domain varchar);
+CREATE UNIQUE INDEX account_data_aggregate_unique
+    ON legacy.account_data_aggregate (user_id, account_data_type);
+CREATE TABLE legacy.sso_aggregate (
+    total_users integer, domain varchar, instance varchar, only_pwd integer,
+    pwd_and_prococonnect integer, only_proconnect integer,
+    added_date date DEFAULT current_date);
+CREATE TABLE legacy.crisp_conversation_segments (
+    session_id varchar, segment varchar, state varchar, domain varchar,
+    created_at timestamp, updated_at timestamp);
+CREATE UNIQUE INDEX crisp_conversation_segments_unique
+    ON legacy.crisp_conversation_segments (session_id, segment);
+CREATE TABLE legacy.pushers_aggregate (
+    user_name varchar, device_id varchar, app_id varchar, kind varchar, is_enabled boolean,
+    instance varchar, domain varchar, added_date date DEFAULT current_date);
+CREATE UNIQUE INDEX pushers_aggregate_unique
+    ON legacy.pushers_aggregate (added_date, kind, app_id, device_id)
+"""
+
+
+def in_schema(text: str, schema: str) -> str:
+    """The old DDL for another schema (public: the old system's own database); the
+    `legacy.today` setting keeps its name."""
+    return re.sub(r"\blegacy\.(?!today\b)", f"{schema}.", text)
+
+
+def create_old_database(conn: psycopg.Connection, today: date,
+                        schema: str = "public") -> None:
+    """The whole old layout in `schema`: user_daily_visits with its indexes, the
+    materialized views, user_monthly_visits_lite and the other exports' tables. The views'
+    "today" is the `legacy.today` setting, set here for this session (REFRESH them with it
+    set)."""
+    conn.execute("SELECT set_config('legacy.today', %s, false)", (today.isoformat(),))
+    for text in (TABLE, INDEXES, VIEWS, EXPORT_TABLES):
+        conn.execute(in_schema(text, schema))

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success · 1 failure (a file failed, or the run could not start) ·
 2 bad usage · 3 finished, but some expected input files were missing (each named) ·
-4 (check) rows differ while days wait for a summary refresh.
+4 (check) rows differ while days wait for a summary refresh ·
+5 (migrate-legacy) stopped at the time budget with work left: run again.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def cli(ctx: click.Context, source: str | None, verbose: bool) -> None:
 
     Without DATABASE_URL, an embedded PostgreSQL under ./.tchap-stats is used.
     Exit codes: 0 ok, 1 failure, 2 bad usage, 3 expected input files missing,
-    4 check found differences while days wait for a summary refresh (see check --help).
+    4 check found differences while days wait for a summary refresh (see check --help),
+    5 migrate-legacy stopped at its time budget with work left (run it again).
     """
     try:
         ctx.obj = Context(source)
@@ -173,6 +175,60 @@ def migrate_command(obj: Context) -> None:
         obj.fail(str(exc))
     click.echo(f"schema up to date ({', '.join(applied)} applied now)" if applied
                else "schema already up to date")
+
+
+@cli.command("migrate-legacy")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (rows per month and per table, what the switch renames) "
+                   "and change nothing.")
+@click.option("--max-minutes", type=click.FloatRange(min=0), metavar="N",
+              help="Stop between units when the next would not fit in N minutes (exit 5).")
+@click.option("--finish", is_flag=True,
+              help="After the switch: drop the old relations kept in schema legacy_old.")
+@click.pass_obj
+def migrate_legacy_command(obj: Context, dry_run: bool, max_minutes: float | None,
+                           finish: bool) -> None:
+    """Take over a database of the old system: its rows into the new layout, then the
+    dashboards' names switched to the new views in one transaction.
+
+    The new layout is built in schema legacy_new while the old names keep answering with
+    the old data. Rows move a month at a time (and each old export table whole), converted
+    by the exports' rules, each month verified by a count and a checksum on both sides
+    and its summaries refreshed. Interrupted anywhere, it carries on when run again. The
+    old relations are kept in schema legacy_old after the switch, until --finish.
+
+    \b
+    Exit codes:
+      0  taken over (or nothing to do)
+      1  failure (nothing of the unit at fault recorded; run again once fixed)
+      5  stopped at the time budget (--max-minutes) with work left: run again
+
+    \b
+    Example:
+      tchap-stats migrate-legacy --dry-run
+      tchap-stats migrate-legacy --max-minutes 600
+      tchap-stats migrate-legacy --finish
+    """
+    from . import legacy
+
+    url = _database_url(obj)
+    settings = obj.settings
+    with connect(url, autocommit=True) as conn:
+        try:
+            if finish:
+                legacy.finish(conn, click.echo, dry_run)
+                return
+            if dry_run:
+                legacy.dry_run(conn, settings.timezone, click.echo)
+                return
+            outcome = legacy.take_over(conn, url, settings.timezone, settings.lock_timeout,
+                                       max_minutes, click.echo)
+        except legacy.TakeoverError as exc:
+            obj.fail(str(exc))
+            raise  # unreachable
+    if outcome.moved:
+        click.echo(outcome.totals())
+    sys.exit(outcome.exit_code)
 
 
 def _report(report: RunReport) -> None:

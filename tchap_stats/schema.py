@@ -111,31 +111,46 @@ def migrate(conn: psycopg.Connection, timezone: str = DEFAULT_TZ) -> list[str]:
             if legacy:
                 raise LegacySchemaError(
                     "this database holds the old system's " + ", ".join(legacy) + ". "
-                    "`migrate` never drops or rewrites existing data: take it over with the "
-                    "legacy migration (tchap-stats migrate-legacy, a later release), or point "
-                    "DATABASE_URL at an empty database."
+                    "`migrate` never drops or rewrites existing data: take it over with "
+                    "`tchap-stats migrate-legacy` (`--dry-run` shows its plan first), or "
+                    "point DATABASE_URL at an empty database."
                 )
         conn.execute("CREATE SCHEMA IF NOT EXISTS tchap_stats")
-        conn.execute(
-            """
-            CREATE TABLE IF NOT EXISTS tchap_stats.schema_version (
-                version    integer PRIMARY KEY,
-                name       text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )
-            """
-        )
+        create_version_table(conn)
         for migration in migrations():
             if migration.version in done:
                 continue
-            conn.execute(sql.SQL(migration.path.read_text()).format(
-                timezone=sql.Literal(timezone)))
-            conn.execute(
-                "INSERT INTO tchap_stats.schema_version (version, name) VALUES (%s, %s)",
-                (migration.version, migration.name),
-            )
+            conn.execute(migration_sql(migration, timezone))
+            record_version(conn, migration)
             applied_now.append(f"{migration.version:03d}_{migration.name}")
     return applied_now
+
+
+def create_version_table(conn: psycopg.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS tchap_stats.schema_version (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+
+
+def record_version(conn: psycopg.Connection, migration: Migration) -> None:
+    conn.execute("INSERT INTO tchap_stats.schema_version (version, name) VALUES (%s, %s)",
+                 (migration.version, migration.name))
+
+
+def migration_sql(migration: Migration, timezone: str, public: str = "public") -> sql.Composed:
+    """A migration's statements, with the zone written where it says {timezone}. `public`:
+    the schema its objects of schema public are created in instead (the legacy takeover
+    builds the new layout in a staging schema while the old tables keep public's names)."""
+    text = migration.path.read_text()
+    if public != "public":
+        text = re.sub(r"\bpublic\.", f"{public}.", text)
+    return sql.SQL(text).format(timezone=sql.Literal(timezone))
 
 
 def require_schema(conn: psycopg.Connection) -> None:

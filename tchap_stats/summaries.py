@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -31,6 +33,26 @@ SUMMARIES_SQL = SQL_DIR / "summaries"
 log = logging.getLogger("tchap_stats")
 EXPORT = "user_daily_visits"
 _REFRESH_LOCK = 0x7C4A_0003  # advisory lock id (with a group's index): one refresh a group
+RAW_TABLE = "public.user_daily_visits"  # what the summaries' SQL reads (sql/summaries/)
+# The schema of the raw table the summaries read: public, except while the legacy takeover
+# (tchap_stats/legacy.py) builds the new layout in its staging schema beside the old one.
+_raw_schema: ContextVar[str] = ContextVar("raw_schema", default="public")
+
+
+@contextmanager
+def raw_schema(schema: str) -> Iterator[None]:
+    """Summaries computed in this block (this thread) read `schema`.user_daily_visits and
+    its month partitions instead of public's."""
+    token = _raw_schema.set(schema)
+    try:
+        yield
+    finally:
+        _raw_schema.reset(token)
+
+
+def _reading_raw(text: str) -> str:
+    schema = _raw_schema.get()
+    return text if schema == "public" else text.replace(RAW_TABLE, f"{schema}.user_daily_visits")
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,7 @@ class Summary:
         return sql.Identifier("tchap_stats", self.table)
 
     def statement(self, suffix: str = "", **tables: sql.Composable) -> sql.Composed:
-        text = (SUMMARIES_SQL / f"{self.table}{suffix}.sql").read_text()
+        text = _reading_raw((SUMMARIES_SQL / f"{self.table}{suffix}.sql").read_text())
         return sql.SQL(text).format(**tables)
 
     @property
@@ -264,14 +286,16 @@ def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
     the partition changed since its last full ANALYZE (0.08 s instead of 0.4 to 0.6 s:
     docs/design.md, "What keeps a night's cost flat as history grows")."""
     column = sql.Identifier(DAY_COLUMN)
+    schema = _raw_schema.get()
     for month in months:
         name = partition_name(USER_DAILY_VISITS_EXPORT, month)
-        if one(conn.execute("SELECT to_regclass(%s)", (name,)))[0] is None:
+        table = sql.Identifier(schema, name)
+        if one(conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)))[0] is None:
             continue
-        if _is_stale(conn, "public", name):
-            _analyze(conn, sql.Identifier("public", name))
+        if _is_stale(conn, schema, name):
+            _analyze(conn, table)
         else:
-            _analyze_sample(conn, sql.Identifier("public", name), column)
+            _analyze_sample(conn, table, column)
 
 
 STALE_SHARE = 0.2  # of a table's rows changed since its last ANALYZE (autovacuum's is 0.1)
@@ -408,12 +432,36 @@ def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshRepor
     _hand_out(conn)
     with ThreadPoolExecutor(1, thread_name_prefix="refresh") as pool, \
             connect(database_url, autocommit=True) as second:
-        later = pool.submit(_refresh_group, second, MONTHLY)
+        # In this thread's context: the raw table it reads (raw_schema) too.
+        later = pool.submit(copy_context().run, _refresh_group, second, MONTHLY)
         daily = _refresh_group(conn, DAILY)
         monthly = later.result()
     return RefreshReport(sorted(set(daily.days) | set(monthly.days)), monthly.months,
                          time.monotonic() - started, monthly.recomputed_months,
                          daily.rolling_append, daily.preaggregated_days)
+
+
+def refresh_days(conn: psycopg.Connection, days: list[date], fresh: bool) -> RefreshReport:
+    """The summaries of `days` after their rows were all written at once (the legacy
+    takeover's months), as a refresh of loads that wrote them: queued for both groups, then
+    each group refreshed on this connection, in the caller's transaction. `fresh`: the days
+    held no rows before, so the monthly summaries are added to and the rolling window
+    appended to, a day at a time, when they follow every day summarised (months in date
+    order); otherwise their months and windows are recomputed."""
+    started = time.monotonic()
+    conn.execute(
+        "INSERT INTO tchap_stats.summary_queue "
+        "(summary_group, day, last_load_id, fresh, rewritten) "
+        "SELECT g, d, 0, %(fresh)s, NOT %(fresh)s "
+        "FROM unnest(%(groups)s::text[]) AS g, unnest(%(days)s::date[]) AS d "
+        "ON CONFLICT (summary_group, day) DO UPDATE "
+        "SET fresh = false, rewritten = true, queued_at = now()",
+        {"fresh": fresh, "groups": list(GROUPS), "days": days})
+    _analyze_raw(conn, sorted({d.replace(day=1) for d in days}))
+    daily = _refresh_group(conn, DAILY)
+    monthly = _refresh_group(conn, MONTHLY)
+    return RefreshReport(daily.days, monthly.months, time.monotonic() - started,
+                         monthly.recomputed_months, daily.rolling_append)
 
 
 def refresh_range(conn: psycopg.Connection, first: date, last: date) -> RefreshReport:

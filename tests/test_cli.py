@@ -26,7 +26,7 @@ from .conftest import upload_dir, write_file
 D = date(2024, 11, 14)
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
 COMMANDS = ["migrate", "sync", "backfill", "refresh", "check", "status", "generate", "demo",
-            "exports"]
+            "exports", "migrate-legacy"]
 
 # Variables the command reads; every invocation starts from none of them set.
 READ_VARIABLES = [
