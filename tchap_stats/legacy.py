@@ -567,10 +567,22 @@ def _snapshot(conn: psycopg.Connection) -> None:
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
+SERIALIZATION_ATTEMPTS = 5  # a unit whose rows the old system updated meanwhile is retried
+
+
 def _move_committed(conn: psycopg.Connection, unit: Unit, timezone: str) -> Moved:
-    with conn.transaction():
-        _snapshot(conn)
-        moved = move(conn, unit, timezone)
+    for attempt in range(1, SERIALIZATION_ATTEMPTS + 1):
+        try:
+            with conn.transaction():
+                _snapshot(conn)
+                moved = move(conn, unit, timezone)
+            break
+        except psycopg.errors.SerializationFailure:
+            # The old system wrote to the rows this snapshot was converting: the unit's
+            # transaction rolled back whole; it starts again from a new snapshot.
+            if attempt == SERIALIZATION_ATTEMPTS:
+                raise
+            log.info("%s: the old system wrote to it meanwhile; moving it again", unit.name)
     if unit.month is not None:  # after the commit, as loads do (load.summarize_new_ranges)
         conn.execute((LOAD_SQL / "summarize_brin.sql").read_text(), {
             "table": sql.Identifier(STAGING, partition_name(USER_DAILY_VISITS, unit.month)
