@@ -861,7 +861,7 @@ def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
              f"unit(s) left ({rows:,} old rows, about {_minutes(rates.seconds(left))} at "
              f"{rates.describe()}), from {left[0].name}, then the switch; run again to "
              "continue")
-        if not outcome.moved:
+        if needed > max_minutes * 60:
             echo(f"(the next alone needs about {_minutes(needed)}: a run with less than "
                  "that never moves it)")
         outcome.exit_code = EXIT_TIME_BUDGET
@@ -896,7 +896,7 @@ def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def finish(conn: psycopg.Connection, echo: Echo, dry_run: bool = False) -> None:
