@@ -235,7 +235,7 @@ def main() -> None:
             first_unit = min(t for t, line in lines if "verified" in line)
             start_and_plan = first_unit - started - outcome.moved[0].seconds
             summary_seconds = float(conn.execute(
-                "SELECT coalesce(sum(summary_seconds), 0) FROM tchap_stats.legacy_units"
+                "SELECT coalesce(sum(seconds), 0) FROM tchap_stats.legacy_refreshes"
                 ).fetchone()[0])  # type: ignore[index]
         rate = old_rows / total
         # A long takeover runs at the pace of the slower of its two streams (moves, and the

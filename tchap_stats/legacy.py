@@ -61,8 +61,8 @@ _TAKEOVER_LOCK = 0x7C4A_0004  # advisory lock id: one takeover at a time
 # Before any unit was measured, the budget assumes these rates (rows a second): below what
 # a 2-core server measured (benchmarks/README.md, "Taking over the old database"), so that
 # a first unit is not started when it may not fit.
-ASSUMED_MOVE_RATE = 40_000.0
-ASSUMED_SUMMARY_RATE = 20_000.0
+ASSUMED_MOVE_RATE = 30_000.0
+ASSUMED_SUMMARY_RATE = 15_000.0
 LOAD_SQL = SQL_DIR / "load"
 VISITS = USER_DAILY_VISITS.table
 TRIGGERS = {  # trigger name → (event, REFERENCING clause)
@@ -271,10 +271,13 @@ class Rates:
 def _rates(conn: psycopg.Connection) -> Rates:
     """Over the units moved so far of RATE_MIN_ROWS rows or more; else the assumed ones."""
     rows, seconds, summarised, summary_seconds = one(conn.execute(
-        "SELECT sum(rows_old), sum(seconds), "
-        "       sum(rows_old) FILTER (WHERE summary_seconds > 0), sum(summary_seconds) "
-        "FROM tchap_stats.legacy_units WHERE moved_at IS NOT NULL AND rows_old >= %s",
-        (RATE_MIN_ROWS,)))
+        "SELECT m.rows, m.seconds, r.rows, r.seconds "
+        "FROM (SELECT sum(rows_old) AS rows, sum(seconds) AS seconds "
+        "      FROM tchap_stats.legacy_units "
+        "      WHERE moved_at IS NOT NULL AND rows_old >= %(min)s) AS m, "
+        "     (SELECT sum(rows_old) AS rows, sum(seconds) AS seconds "
+        "      FROM tchap_stats.legacy_refreshes WHERE rows_old >= %(min)s) AS r",
+        {"min": RATE_MIN_ROWS}))
     if not (rows and seconds):
         return Rates()
     summary_rate = (float(summarised) / float(summary_seconds) if summary_seconds
@@ -578,8 +581,9 @@ def _move_committed(conn: psycopg.Connection, unit: Unit, timezone: str) -> Move
                 moved = move(conn, unit, timezone)
             break
         except psycopg.errors.SerializationFailure:
-            # The old system wrote to the rows this snapshot was converting: the unit's
-            # transaction rolled back whole; it starts again from a new snapshot.
+            # The old system wrote to the rows this snapshot was converting, or the refresh
+            # beside handed the month's days out: the unit's transaction rolled back whole,
+            # nothing was recorded; it starts again from a new snapshot.
             if attempt == SERIALIZATION_ATTEMPTS:
                 raise
             log.info("%s: the old system wrote to it meanwhile; moving it again", unit.name)
@@ -808,16 +812,12 @@ class _Refresher:
 
 
 def _account(conn: psycopg.Connection, days: list[date], seconds: float) -> None:
-    """Share a refresh's seconds among the months it summarised, by rows (the rates)."""
+    """Record a refresh: the rows of the months it summarised, its seconds (the rates)."""
     months = sorted({d.replace(day=1) for d in days})
     conn.execute(
-        "WITH m AS (SELECT month, rows_old, sum(rows_old) OVER () AS total "
-        "           FROM tchap_stats.legacy_units WHERE relation = %s AND month = ANY(%s)) "
-        "UPDATE tchap_stats.legacy_units AS u "
-        "SET summary_seconds = coalesce(u.summary_seconds, 0) "
-        "    + %s * m.rows_old / nullif(m.total, 0) "
-        "FROM m WHERE u.relation = %s AND u.month = m.month",
-        (VISITS, months, seconds, VISITS))
+        "INSERT INTO tchap_stats.legacy_refreshes (months, rows_old, seconds) "
+        "SELECT %s, coalesce(sum(rows_old), 0), %s FROM tchap_stats.legacy_units "
+        "WHERE relation = %s AND month = ANY(%s)", (months, seconds, VISITS, months))
 
 
 def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
@@ -864,7 +864,7 @@ def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
              f"unit(s) left ({rows:,} old rows, about {_minutes(rates.seconds(left))} at "
              f"{rates.describe()}), from {left[0].name}, then the switch; run again to "
              "continue")
-        if not outcome.moved:
+        if needed > max_minutes * 60:
             echo(f"(the next alone needs about {_minutes(needed)}: a run with less than "
                  "that never moves it)")
         outcome.exit_code = EXIT_TIME_BUDGET
@@ -899,7 +899,7 @@ def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def finish(conn: psycopg.Connection, echo: Echo, dry_run: bool = False) -> None:

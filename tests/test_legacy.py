@@ -530,3 +530,32 @@ def test_finish_refuses_before_the_switch_and_nothing_to_take_over(database_url,
     fresh = run_cli(database_url, tmp_path, "migrate-legacy")
     assert fresh.returncode == 0
     assert "nothing to take over" in fresh.stdout
+
+
+def test_a_write_just_before_the_switch_is_moved_inside_it(old_db, tmp_path):
+    """The old system writes between the last move and the switch: the switch moves that
+    month again, under its lock, with its summaries, in its one transaction."""
+    from tchap_stats import legacy
+    from tchap_stats.summaries import check
+
+    late = visit("@last:agent.tchap.gouv.fr", "Z1", "2024-09-03 23:45:00", CHROME)
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if line.endswith("switching"):  # every unit moved: the old system writes now
+            with connect(old_db, autocommit=True) as writer:
+                insert_visits(writer, [late])
+
+    with connect(old_db, autocommit=True) as conn:
+        outcome = legacy.take_over(conn, old_db, "Europe/Paris", 60, None, echo)
+        assert outcome.exit_code == 0, lines
+        assert any(line.startswith("user_daily_visits 2024-09 (again: the old system wrote")
+                   for line in lines), lines
+        assert conn.execute("SELECT visit_date FROM user_daily_visits WHERE device_id = 'Z1'"
+                            ).fetchone() == (date(2024, 9, 4),)
+        assert conn.execute("SELECT count(*) FROM legacy_old.user_daily_visits").fetchone()[
+            0] == len(base_visits() + SPECIAL) + 1
+        differing, _ = check(conn, date(2024, 8, 1), date(2024, 11, 30))
+        assert differing == 0
+        assert conn.execute("SELECT count(*) FROM tchap_stats.changed_days").fetchone()[0] == 0

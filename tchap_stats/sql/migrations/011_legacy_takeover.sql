@@ -38,11 +38,20 @@ CREATE TABLE tchap_stats.legacy_units (
     classified        bigint,            -- visits that had no platform or device type yet
     checksum          numeric,           -- sum of hashtextextended over key and winner
     seconds           double precision,  -- moving and checking it
-    summary_seconds   double precision,  -- its share of the summary refreshes since
     moved_at          timestamptz
 );
 CREATE UNIQUE INDEX legacy_units_unit_idx
     ON tchap_stats.legacy_units (relation, coalesce(month, '-infinity'::date));
+
+-- The summary refreshes beside the moves: the rows of the months each one summarised and
+-- its seconds (the budget's summary rate). Apart from legacy_units, which the moves rewrite
+-- under REPEATABLE READ, so that a refresh never makes a move fail to serialize.
+CREATE TABLE tchap_stats.legacy_refreshes (
+    refreshed_at timestamptz      NOT NULL DEFAULT now(),
+    months       date[]           NOT NULL,
+    rows_old     bigint           NOT NULL,
+    seconds      double precision NOT NULL
+);
 
 -- Writes to the old tables after the takeover started (the old system may still run):
 -- triggers on the old tables note the month (user_daily_visits) or the table they changed,
