@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import moto_s3  # noqa: E402
+from refresh import quiet  # noqa: E402
 
 from tchap_stats.database import start_embedded  # noqa: E402
 from tchap_stats.dates import days_between  # noqa: E402
@@ -121,19 +122,6 @@ def tchap_stats(env: dict[str, str], cwd: Path, *args: str) -> tuple[float, str]
         sys.exit(f"tchap-stats {' '.join(args)} failed ({result.returncode}):\n"
                  f"{result.stdout}\n{result.stderr}")
     return seconds, result.stdout
-
-
-def quiet(url: str, timeout: float = 900.0) -> float:
-    """Wait until no autovacuum worker runs (the history's loads leave them at work, as a
-    night would not find them a day later), then CHECKPOINT. Returns the seconds waited."""
-    started = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as conn:
-        while time.perf_counter() - started < timeout and conn.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE backend_type = 'autovacuum worker'").fetchone()[0]:
-            time.sleep(1)
-        conn.execute("CHECKPOINT")
-    return time.perf_counter() - started
 
 
 def vm_hwm_kib(pid: int) -> int:
@@ -283,7 +271,7 @@ def main() -> None:
             print("    tchap-stats refresh …", flush=True)
             setup["refresh"], out = tchap_stats(env, app, "refresh")
             print(f"    {setup['refresh']:.0f} s · {out.strip()}", flush=True)
-        setup["quiet_wait"] = quiet(url)
+        setup["quiet_wait"] = quiet(url, timeout=900.0)
         print(f"night {night}: {' '.join(CRON_ARGS[:1])} --date {night} "
               f"{' '.join(CRON_ARGS[1:])} (waited {setup['quiet_wait']:.0f} s for a quiet "
               f"server; load average {os.getloadavg()[0]:.2f}) …", flush=True)

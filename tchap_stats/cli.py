@@ -343,8 +343,7 @@ def _end_run(obj: Context, run_log: RunLog, command: str, exit_code: int, *,
     if not obj.settings.alert_webhook:
         return
     if report is not None:
-        error = error or report.refresh_error or next(
-            (f"{o.name}: {o.error}" for o in report.outcomes if o.status == Status.FAILED), None)
+        error = error or report.error
     notify(obj.settings, message(command, exit_code, error, stale_lines))
 
 
@@ -513,9 +512,7 @@ def refresh(obj: Context, first: date | None, last: date | None) -> None:
     url = _database_url(obj)
     if first is not None or last is not None:
         first, last = _range(obj, first, last, 1)
-    with connect(url, autocommit=True) as conn:
-        require_schema(conn)
-    run_log = _run_log(obj, url, "refresh", exclusive=False)
+    run_log = _run_log(obj, url, "refresh", exclusive=False)  # checks the schema first
     try:
         with connect(url, autocommit=True) as conn:
             if first is None or last is None:

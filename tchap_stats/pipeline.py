@@ -122,6 +122,15 @@ class RunReport:
         return {(o.export, d) for o in self.outcomes for d in o.days_changed}
 
     @property
+    def error(self) -> str | None:
+        """The run's error, for its log and notice: its refresh's, else its first failed
+        file's."""
+        if self.refresh_error:
+            return self.refresh_error
+        failed = next((o for o in self.outcomes if o.status == Status.FAILED), None)
+        return f"{failed.name}: {failed.error}" if failed else None
+
+    @property
     def left(self) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status == Status.LEFT]
 

@@ -83,7 +83,7 @@ class RunLog:
                 "rows_loaded": sum(o.rows_loaded for o in report.outcomes),
                 "days_refreshed": len(report.refresh.days) if report.refresh else 0,
             }
-            error = error or report.refresh_error or _first_error(report)
+            error = error or report.error
         self.conn.execute(
             "UPDATE tchap_stats.runs SET finished_at = clock_timestamp(), outcome = %(outcome)s,"
             " exit_code = %(exit_code)s, files_loaded = %(files_loaded)s, "
@@ -98,11 +98,6 @@ class RunLog:
 
     def close(self) -> None:
         self.conn.close()  # releases the run lock
-
-
-def _first_error(report: RunReport) -> str | None:
-    failed = [o for o in report.outcomes if o.status == Status.FAILED]
-    return f"{failed[0].name}: {failed[0].error}" if failed else None
 
 
 def describe_holder(conn: psycopg.Connection) -> str:
