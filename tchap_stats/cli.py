@@ -42,6 +42,7 @@ from .pipeline import (
 from .runs import RunBusy, RunLog, freshness, last_runs, to_json
 from .schema import (
     LegacySchemaError,
+    RoleMissing,
     SchemaNotReady,
     applied_versions,
     migrate,
@@ -163,6 +164,12 @@ def _database_url(obj: Context) -> str:
 def migrate_command(obj: Context) -> None:
     """Create or upgrade the database schema (idempotent; run it on every deploy).
 
+    On a database that still holds the old system's tables, it changes nothing, says where
+    their takeover stands, and exits 0, so that a deploy goes on: `tchap-stats
+    migrate-legacy` takes them over.
+
+    TCHAP_STATS_READ_ROLES (Metabase's role, say) are granted what the dashboards read.
+
     \b
     Example:
       tchap-stats migrate
@@ -170,9 +177,15 @@ def migrate_command(obj: Context) -> None:
     url = _database_url(obj)
     try:
         with connect(url, autocommit=True) as conn:
-            applied = migrate(conn, obj.settings.timezone)
-    except LegacySchemaError as exc:
+            applied = migrate(conn, obj.settings.timezone, obj.settings.read_roles)
+    except RoleMissing as exc:
         obj.fail(str(exc))
+        raise  # unreachable
+    except LegacySchemaError as exc:
+        # Exit 0: nothing is wrong with this deploy (Scalingo fails a deploy whose
+        # postdeploy fails, and the takeover runs from a one-off container of that deploy).
+        click.echo(f"schema left as it is: {exc}")
+        return
     click.echo(f"schema up to date ({', '.join(applied)} applied now)" if applied
                else "schema already up to date")
 
@@ -222,7 +235,7 @@ def migrate_legacy_command(obj: Context, dry_run: bool, max_minutes: float | Non
                 legacy.dry_run(conn, settings.timezone, click.echo)
                 return
             outcome = legacy.take_over(conn, url, settings.timezone, settings.lock_timeout,
-                                       max_minutes, click.echo)
+                                       max_minutes, click.echo, settings.read_roles)
         except legacy.TakeoverError as exc:
             obj.fail(str(exc))
             raise  # unreachable

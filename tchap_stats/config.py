@@ -130,6 +130,7 @@ class Settings:
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     alert_webhook: str | None = None
     alert_stale_days: int = DEFAULT_ALERT_STALE_DAYS
+    read_roles: tuple[str, ...] = ()  # given what the dashboards read, by every `migrate`
 
     @classmethod
     def from_env(cls, source: str | None = None) -> Settings:
@@ -161,6 +162,9 @@ class Settings:
             alert_webhook=os.environ.get("TCHAP_STATS_ALERT_WEBHOOK") or None,
             alert_stale_days=int(_env_number("TCHAP_STATS_ALERT_STALE_DAYS",
                                              DEFAULT_ALERT_STALE_DAYS, int)),
+            read_roles=tuple(r.strip() for r in
+                             os.environ.get("TCHAP_STATS_READ_ROLES", "").split(",")
+                             if r.strip()),
         )
 
     def secrets(self) -> list[str]:

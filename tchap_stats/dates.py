@@ -28,3 +28,11 @@ def month_bounds(day: date) -> tuple[date, date]:
 def whole_months(first: date, last: date) -> list[date]:
     """The days of every month the range touches: monthly rows are per whole month."""
     return days_between(first.replace(day=1), month_bounds(last)[1] - timedelta(days=1))
+
+
+def whole_months_between(first: date, last: date) -> list[date]:
+    """The first days of every month the range touches."""
+    months = [first.replace(day=1)]
+    while months[-1] < last.replace(day=1):
+        months.append(month_bounds(months[-1])[1])
+    return months

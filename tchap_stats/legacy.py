@@ -32,7 +32,7 @@ from . import summaries
 from .classify import classify_sql
 from .config import SQL_DIR
 from .database import connect, one
-from .dates import days_between, month_bounds, today
+from .dates import days_between, month_bounds, today, whole_months_between
 from .exports import (
     ACCOUNT_DATA,
     EVENTS_AGGREGATE,
@@ -47,6 +47,7 @@ from .schema import (
     DASHBOARD_NAMES,
     applied_versions,
     create_version_table,
+    grant_reading,
     migration_sql,
     migrations,
     record_version,
@@ -91,6 +92,7 @@ class Unit:
     rows: int | None  # old rows, as planned (None: not counted yet)
     moved: bool = False
     changed: bool = False  # moved, but the old system wrote to it since
+    estimated: bool = False  # rows estimated from the statistics (ESTIMATE_ABOVE_ROWS)
 
     @property
     def name(self) -> str:
@@ -204,6 +206,46 @@ def _count_months(conn: psycopg.Connection, timezone: str) -> list[tuple[date, i
         "FROM public.user_daily_visits GROUP BY 1 ORDER BY 1", (timezone,)).fetchall()
 
 
+# Above this many old visits (the table's statistics say), the plan estimates each month's
+# rows instead of counting them: counting is a pass over the whole table, hours at tens of
+# billions of rows. Each month is counted exactly anyway when it moves.
+ESTIMATE_ABOVE_ROWS = 50_000_000
+
+
+def _estimate_months(conn: psycopg.Connection, timezone: str) -> list[tuple[date, int]] | None:
+    """Old visits per month, estimated from the statistics of visit_ts (its histogram and
+    most common values, times the table's row count), for every month from the first
+    visit's to the last one's (two index lookups), none left out. None: the table is small
+    enough to count, or has no statistics yet."""
+    total = one(conn.execute("SELECT reltuples FROM pg_class "
+                             "WHERE oid = 'public.user_daily_visits'::regclass"))[0]
+    stats = conn.execute(
+        "SELECT null_frac, histogram_bounds::text::timestamptz[], "
+        "       most_common_vals::text::timestamptz[], most_common_freqs "
+        "FROM pg_stats WHERE schemaname = 'public' AND tablename = 'user_daily_visits' "
+        "AND attname = 'visit_ts'").fetchone()
+    if total < ESTIMATE_ABOVE_ROWS or stats is None:
+        return None
+    null_frac, bounds, common, frequencies = stats
+    first, last = one(conn.execute("SELECT min(visit_ts), max(visit_ts) "
+                                   "FROM public.user_daily_visits"))
+    zone = ZoneInfo(timezone)
+    months = whole_months_between(first.astimezone(zone).date(), last.astimezone(zone).date())
+    share = dict.fromkeys(months, 0.0)
+    for value, frequency in zip(common or [], frequencies or [], strict=True):
+        share[value.astimezone(zone).date().replace(day=1)] += frequency
+    spread = 1 - (null_frac or 0) - sum(frequencies or [])
+    buckets = list(zip(bounds or [], (bounds or [])[1:], strict=False))
+    for low, high in buckets:  # each holds an equal part of the rest, spread evenly in time
+        for month in months:
+            start, end = (datetime.combine(d, time(), zone) for d in month_bounds(month))
+            overlap = (min(high, end) - max(low, start)).total_seconds()
+            width = (high - low).total_seconds()
+            if overlap > 0 and width > 0:
+                share[month] += spread / len(buckets) * overlap / width
+    return [(month, round(share[month] * total)) for month in months]
+
+
 def _count_table(conn: psycopg.Connection, export: Export) -> int:
     return one(conn.execute(sql.SQL("SELECT count(*) FROM public.{}").format(
         sql.Identifier(export.table))))[0]
@@ -213,7 +255,9 @@ def _counted_units(conn: psycopg.Connection, timezone: str) -> list[Unit]:
     units = []
     for export in _old_tables(conn):
         if export is USER_DAILY_VISITS:
-            units += [Unit(VISITS, month, rows) for month, rows in _count_months(conn, timezone)]
+            estimated = _estimate_months(conn, timezone)
+            units += [Unit(VISITS, month, rows, estimated=estimated is not None)
+                      for month, rows in estimated or _count_months(conn, timezone)]
         else:
             units.append(Unit(export.table, None, _count_table(conn, export)))
     return units
@@ -695,11 +739,13 @@ def _dependents(conn: psycopg.Connection, schema: str) -> list[str]:
         """, (schema, schema))]
 
 
-def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: Echo
-            ) -> list[Moved]:
+def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: Echo,
+            read_roles: tuple[str, ...]) -> list[Moved]:
     """In one transaction: writers of the old tables held off (readers go on), units the
     old system wrote to since they moved moved again, then the old relations to legacy_old,
-    the new ones to public, the staged migrations recorded as applied."""
+    the new ones to public with the old ones' privileges, the staged migrations recorded as
+    applied. The roles that could read a dashboard name, and `read_roles`, may read them
+    all (schema.grant_reading)."""
     moved = []
     with conn.transaction():
         conn.execute("SELECT set_config('lock_timeout', %s, true)",
@@ -714,6 +760,7 @@ def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: 
             echo(moved[-1].line())
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(OLD)))
         old = old_relations(conn)
+        grants = _grants(conn, [name for name, _ in old])
         for name, kind in old:
             conn.execute(sql.SQL("ALTER {} public.{} SET SCHEMA {}").format(
                 sql.SQL(ALTER[kind]), sql.Identifier(name), sql.Identifier(OLD)))
@@ -740,6 +787,10 @@ def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: 
             raise TakeoverError(f"function(s) {', '.join(stale)} name the staging schema "
                                 f"{STAGING} in their body: they would break after the switch")
         conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(STAGING)))  # empty now
+        _grant(conn, grants)
+        readers = sorted({g.grantee for g in grants if g.privilege == "SELECT"
+                          and g.relation in DASHBOARD_NAMES} | set(read_roles))
+        grant_reading(conn, readers)
         state = _state(conn)
         assert state is not None
         create_version_table(conn)
@@ -749,6 +800,10 @@ def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: 
         conn.execute("UPDATE tchap_stats.legacy_takeover SET switched_at = now()")
         conn.execute("DELETE FROM tchap_stats.legacy_changes")
     described = ", ".join(f"{n} ({KINDS[k]})" for n, k in old)
+    for grantee, privileges in _grants_by_role(grants).items():
+        echo(f"privileges carried over to the new relations: {grantee}: {privileges}")
+    if readers:
+        echo(f"may read every dashboard name and the freshness card: {', '.join(readers)}")
     echo(f"switched, in one transaction: the old {described} are now in schema {OLD}; "
          "the dashboards' names are the new views over the summaries")
     readers = _dependents(conn, OLD)
@@ -756,6 +811,52 @@ def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: 
         echo(f"still reading the old tables in {OLD}: {', '.join(readers)}")
     echo(f"the old relations stay in {OLD} until `tchap-stats migrate-legacy --finish`")
     return moved
+
+
+@dataclass(frozen=True)
+class Grant:
+    relation: str
+    grantee: str  # a role's name, or PUBLIC
+    privilege: str  # SELECT, INSERT, …
+    grantable: bool
+
+
+def _grants(conn: psycopg.Connection, relations: list[str]) -> list[Grant]:
+    """What roles other than the owner may do with the old relations in public (Metabase's
+    role reading the dashboards' names): the new relations taking their names get the same
+    at the switch."""
+    return [Grant(*row) for row in conn.execute(
+        "SELECT c.relname, coalesce(r.rolname, 'PUBLIC'), a.privilege_type, a.is_grantable "
+        "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        "CROSS JOIN LATERAL aclexplode(c.relacl) AS a "
+        "LEFT JOIN pg_roles AS r ON r.oid = a.grantee "
+        "WHERE n.nspname = 'public' AND c.relname = ANY(%s) AND a.grantee <> c.relowner "
+        "ORDER BY 1, 2, 3", (relations,))]
+
+
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES",
+                    "TRIGGER", "MAINTAIN")
+
+
+def _grant(conn: psycopg.Connection, grants: list[Grant]) -> None:
+    for g in grants:
+        if g.privilege not in TABLE_PRIVILEGES:
+            continue
+        grantee = sql.SQL("PUBLIC") if g.grantee == "PUBLIC" else sql.Identifier(g.grantee)
+        conn.execute(sql.SQL("GRANT {} ON public.{} TO {}{}").format(
+            sql.SQL(g.privilege), sql.Identifier(g.relation), grantee,
+            sql.SQL(" WITH GRANT OPTION") if g.grantable else sql.SQL("")))
+
+
+def _grants_by_role(grants: list[Grant]) -> dict[str, str]:
+    """Per grantee, its privileges and on how many relations, in words."""
+    described: dict[str, str] = {}
+    for grantee in sorted({g.grantee for g in grants}):
+        mine = [g for g in grants if g.grantee == grantee]
+        described[grantee] = ", ".join(
+            f"{privilege} on {len({g.relation for g in mine if g.privilege == privilege})}"
+            for privilege in sorted({g.privilege for g in mine}))
+    return described
 
 
 class _Refresher:
@@ -821,7 +922,8 @@ def _account(conn: psycopg.Connection, days: list[date], seconds: float) -> None
 
 
 def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
-              lock_timeout: float, max_minutes: float | None, echo: Echo) -> Outcome:
+              lock_timeout: float, max_minutes: float | None, echo: Echo,
+              read_roles: tuple[str, ...] = ()) -> Outcome:
     """Run or resume the takeover: move what is left, unit by unit, their summaries
     refreshed beside them, then switch. Stops between units when the next would not fit
     in `max_minutes` (EXIT_TIME_BUDGET), once the summaries of the units moved are done."""
@@ -894,7 +996,7 @@ def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
     again = [_count_unit(conn, u, timezone) for u in _recorded_units(conn) if u.pending]
     if again and not fits(again):
         return outcome
-    outcome.moved += _switch(conn, timezone, lock_timeout, echo)
+    outcome.moved += _switch(conn, timezone, lock_timeout, echo, read_roles)
     return outcome
 
 
@@ -949,7 +1051,9 @@ def describe(p: Plan, echo: Echo) -> None:
     for unit in p.units:
         state = ("moved, then written to by the old system: moves again" if unit.changed
                  else "moved" if unit.moved else "to move")
-        counted = f"{unit.rows:,} rows" if unit.rows is not None else "rows not counted yet"
+        counted = (f"{unit.rows:,} rows (estimated)" if unit.estimated and unit.rows is not None
+                   else f"{unit.rows:,} rows" if unit.rows is not None
+                   else "rows not counted yet")
         echo(f"  {unit.name}: {counted} · {state}")
     pending = p.pending
     rows = sum(u.rows or 0 for u in pending)

@@ -8,6 +8,7 @@ tchap_stats.schema_version, and an advisory lock serialises concurrent runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 
@@ -27,6 +28,10 @@ class SchemaNotReady(RuntimeError):
 
 class LegacySchemaError(RuntimeError):
     """The database holds the old system's tables where ours would go."""
+
+    def __init__(self, message: str, takeover: str):
+        super().__init__(message)
+        self.takeover = takeover  # takeover_state(): where `migrate-legacy` stands
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,12 @@ DASHBOARD_NAMES = (
     "user_daily_visits_agg_1y", "user_daily_visits_by_month_1y_v3",
     "user_daily_visits_by_month_1y", "user_daily_visits_by_month_18m", "user_monthly_visits_lite",
 )
+# What a role reading the dashboards needs besides them: the views over the active-user
+# summaries, the freshness card, and the summaries the dashboards' SQL functions read (an
+# inlined function's tables are checked against the reader, not the view's owner).
+READER_VIEWS = ("daily_active_users", "monthly_active_users", "rolling_30d_active_users")
+READER_TABLES = ("tchap_stats.user_visits_daily", "tchap_stats.user_devices_monthly",
+                 "tchap_stats.freshness")
 # The old system's table names that a migration creates: while that migration is pending,
 # any relation under such a name is the old system's (ours does not exist yet).
 LEGACY_NAMES_BY_VERSION = {
@@ -97,10 +108,12 @@ def applied_versions(conn: psycopg.Connection) -> set[int]:
     return {v for (v,) in conn.execute("SELECT version FROM tchap_stats.schema_version")}
 
 
-def migrate(conn: psycopg.Connection, timezone: str = DEFAULT_TZ) -> list[str]:
+def migrate(conn: psycopg.Connection, timezone: str = DEFAULT_TZ,
+            read_roles: Iterable[str] = ()) -> list[str]:
     """Apply what is missing; return the names of the migrations applied now. `timezone`
     (TCHAP_STATS_TZ) is the zone whose calendar the dashboards' views follow: migrations
-    write it where they say {timezone}."""
+    write it where they say {timezone}. `read_roles` (TCHAP_STATS_READ_ROLES) are granted
+    what the dashboards read, every time (a migration may have added to it)."""
     applied_now = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -109,12 +122,12 @@ def migrate(conn: psycopg.Connection, timezone: str = DEFAULT_TZ) -> list[str]:
         if pending:
             legacy = _legacy_tables(conn, pending)
             if legacy:
+                state = takeover_state(conn)
                 raise LegacySchemaError(
-                    "this database holds the old system's " + ", ".join(legacy) + ". "
+                    "this database holds the old system's " + ", ".join(legacy) + f" ({state}). "
                     "`migrate` never drops or rewrites existing data: take it over with "
                     "`tchap-stats migrate-legacy` (`--dry-run` shows its plan first), or "
-                    "point DATABASE_URL at an empty database."
-                )
+                    "point DATABASE_URL at an empty database.", state)
         conn.execute("CREATE SCHEMA IF NOT EXISTS tchap_stats")
         create_version_table(conn)
         for migration in migrations():
@@ -123,7 +136,29 @@ def migrate(conn: psycopg.Connection, timezone: str = DEFAULT_TZ) -> list[str]:
             conn.execute(migration_sql(migration, timezone))
             record_version(conn, migration)
             applied_now.append(f"{migration.version:03d}_{migration.name}")
+        grant_reading(conn, read_roles)
     return applied_now
+
+
+def grant_reading(conn: psycopg.Connection, roles: Iterable[str]) -> None:
+    """Let `roles` (Metabase's) read every dashboard name and the freshness card; nothing
+    else of schema tchap_stats (its run log, its ledger)."""
+    views = [sql.Identifier("public", n) for n in (*DASHBOARD_NAMES, *READER_VIEWS)]
+    tables = [sql.Identifier(*name.split(".")) for name in READER_TABLES]
+    for role in roles:
+        grantee: sql.Composable = sql.Identifier(role)
+        if role.upper() == "PUBLIC":
+            grantee = sql.SQL("PUBLIC")
+        elif one(conn.execute("SELECT to_regrole(%s)", (role,)))[0] is None:
+            raise RoleMissing(f"TCHAP_STATS_READ_ROLES names the role {role!r}, which does "
+                              "not exist in this database's server")
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA tchap_stats TO {}").format(grantee))
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+            sql.SQL(", ").join([*views, *tables]), grantee))
+
+
+class RoleMissing(RuntimeError):
+    """A role to grant reading to does not exist."""
 
 
 def create_version_table(conn: psycopg.Connection) -> None:
@@ -153,8 +188,24 @@ def migration_sql(migration: Migration, timezone: str, public: str = "public") -
     return sql.SQL(text).format(timezone=sql.Literal(timezone))
 
 
+def takeover_state(conn: psycopg.Connection) -> str:
+    """Where the takeover of the old system's database stands, in words (before its switch:
+    tchap-stats' own tables are in schema tchap_stats, its public ones in legacy_new)."""
+    if one(conn.execute("SELECT to_regclass('tchap_stats.legacy_takeover')"))[0] is None:
+        return "takeover not started"
+    moved, units = one(conn.execute(
+        "SELECT count(*) FILTER (WHERE moved_at IS NOT NULL), count(*) "
+        "FROM tchap_stats.legacy_units"))
+    return f"takeover in progress: {moved} of {units} unit(s) moved"
+
+
 def require_schema(conn: psycopg.Connection) -> None:
     missing = {m.version for m in migrations()} - applied_versions(conn)
+    legacy = _legacy_tables(conn, missing) if missing else []
+    if legacy:
+        raise SchemaNotReady(
+            f"this database is still in the old system's layout ({takeover_state(conn)}): "
+            "nothing is loaded into it until `tchap-stats migrate-legacy` has taken it over")
     if missing:
         raise SchemaNotReady(
             "the database schema is not up to date (missing migrations "

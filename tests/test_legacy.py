@@ -205,14 +205,18 @@ def old_nightly_refresh(conn: psycopg.Connection) -> None:
         "- 30", "- 400"))
 
 
-@pytest.fixture
-def old_db(empty_database_url: str) -> str:
-    with connect(empty_database_url, autocommit=True) as conn:
+def build_old_database(url: str) -> None:
+    with connect(url, autocommit=True) as conn:
         old_system.create_old_database(conn, TODAY)
         insert_visits(conn, base_visits() + SPECIAL)
         for table, rows in OLD_EXPORTS.items():
             insert_export(conn, table, rows)
         old_nightly_refresh(conn)
+
+
+@pytest.fixture
+def old_db(empty_database_url: str) -> str:
+    build_old_database(empty_database_url)
     return empty_database_url
 
 
@@ -354,6 +358,10 @@ def test_takeover_interrupted_then_resumed_keeps_every_dashboard(old_db, tmp_pat
         assert f"user_daily_visits 2024-08: {august:,} rows · to move" in plan.stdout
         assert "sso_aggregate: 5 rows · to move" in plan.stdout
         assert db.execute("SELECT to_regnamespace('tchap_stats')").fetchone()[0] is None
+        deploy = run_cli(old_db, tmp_path, "migrate")
+        assert deploy.returncode == 0, deploy.stderr
+        assert "(takeover not started)" in deploy.stdout
+        assert db.execute("SELECT to_regnamespace('tchap_stats')").fetchone()[0] is None
 
         # Out of time at once: the new layout created, the plan counted, nothing moved.
         budget = run_cli(old_db, tmp_path, "migrate-legacy", "--max-minutes", "0")
@@ -387,12 +395,20 @@ def test_takeover_interrupted_then_resumed_keeps_every_dashboard(old_db, tmp_pat
         assert db.execute("SELECT count(*) FROM tchap_stats.changed_days WHERE day >= "
                           "'2024-09-01'").fetchone()[0] == 0
 
-        # Meanwhile the old names answer with the old data; migrate and sync refuse.
+        # Meanwhile the old names answer with the old data. A deploy's `migrate` changes
+        # nothing and exits 0 (a failing postdeploy would fail the deploy); sync refuses.
         assert dashboards(db, "UTC") == before
-        refused = run_cli(old_db, tmp_path, "migrate")
-        assert refused.returncode == 1 and "tchap-stats migrate-legacy" in refused.stderr
+        deploy = run_cli(old_db, tmp_path, "migrate")
+        assert deploy.returncode == 0, deploy.stderr
+        assert deploy.stdout.startswith("schema left as it is: this database holds the "
+                                        "old system's")
+        assert "(takeover in progress: 7 of 10 unit(s) moved)" in deploy.stdout
+        assert "tchap-stats migrate-legacy" in deploy.stdout
         sync = run_cli(old_db, tmp_path, "--source", str(tmp_path), "sync")
-        assert sync.returncode == 1 and "run `tchap-stats migrate`" in sync.stderr
+        assert sync.returncode == 1
+        assert ("this database is still in the old system's layout (takeover in progress: "
+                "7 of 10 unit(s) moved): nothing is loaded into it until `tchap-stats "
+                "migrate-legacy` has taken it over") in sync.stderr
 
         # The old system still runs: a late visit in August (moved already), its batch
         # classification of E1 (August), an SSO rerun; then its nightly refresh.
@@ -559,3 +575,84 @@ def test_a_write_just_before_the_switch_is_moved_inside_it(old_db, tmp_path):
         differing, _ = check(conn, date(2024, 8, 1), date(2024, 11, 30))
         assert differing == 0
         assert conn.execute("SELECT count(*) FROM tchap_stats.changed_days").fetchone()[0] == 0
+
+
+def test_a_server_restart_mid_takeover_then_the_dashboards_role_reads_the_new_views(tmp_path):
+    """The server stops (as a crash: no checkpoint) while the takeover records a month; it
+    starts again and the takeover, run again, carries on to the switch. A role that could
+    read the old dashboard names (Metabase's) reads the new ones."""
+    from .faultkit import PrivatePostgres, create_database
+
+    server = PrivatePostgres(tmp_path / "pg" / "pgdata")
+    try:
+        url = create_database(server.url, "old")
+        build_old_database(url)
+        with connect(url, autocommit=True) as db:
+            db.execute("CREATE ROLE metabase LOGIN")
+            db.execute("GRANT SELECT ON public.user_daily_visits_agg_30d_v2, "
+                       "public.user_daily_visits_by_month_1y_v3, "
+                       "public.user_monthly_visits_lite, public.user_daily_visits TO metabase")
+            old_rows = db.execute("SELECT count(*) FROM user_daily_visits").fetchone()[0]
+        holder = connect(url, autocommit=True)  # gone with the server
+        process = subprocess.Popen(cli_command("migrate-legacy"), env=cli_env(url, tmp_path),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with connect(url, autocommit=True) as db:
+            wait_for(lambda: db.execute("SELECT to_regclass('tchap_stats.legacy_units')"
+                                        ).fetchone()[0], "the takeover's plan")
+            holder.execute("BEGIN")
+            holder.execute("LOCK TABLE tchap_stats.legacy_units IN SHARE MODE")
+            wait_for(lambda: waiting_takeover(db), "the takeover recording a unit")
+        server.stop_immediate()
+        stopped = process.communicate(timeout=60)
+        assert process.returncode == 1, stopped
+        assert "Traceback" not in stopped[1]
+        server.start()
+
+        done = run_cli(url, tmp_path, "migrate-legacy")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "switched, in one transaction" in done.stdout
+        assert ("privileges carried over to the new relations: metabase: SELECT on 4"
+                in done.stdout)
+        assert ("may read every dashboard name and the freshness card: metabase"
+                in done.stdout)
+        with connect(url, autocommit=True) as db:
+            assert db.execute("SELECT sum(rows_old) FROM tchap_stats.legacy_units "
+                              "WHERE relation = 'user_daily_visits'").fetchone()[0] == old_rows
+            checked = run_cli(url, tmp_path, "check", "--from", "2024-08-01",
+                              "--to", "2024-11-30")
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            db.execute("SET ROLE metabase")
+            db.execute("SET tchap_stats.today = '2024-11-20'")
+            for name in ("user_daily_visits_agg_30d_v2", "user_daily_visits_by_month_1y_v3",
+                         "user_monthly_visits_lite", "user_daily_visits",
+                         "user_daily_visits_agg_1y", "monthly_active_users"):  # the last
+                assert db.execute(f"SELECT count(*) FROM {name}").fetchone()[0] > 0, name
+            # two and the freshness card (empty before a load): schema.grant_reading's
+            assert db.execute("SELECT * FROM tchap_stats.freshness").fetchall() == []
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                db.execute("SELECT count(*) FROM tchap_stats.runs")
+    finally:
+        server.close()
+
+
+def test_a_large_old_table_is_planned_from_its_statistics(old_db, monkeypatch):
+    """Above ESTIMATE_ABOVE_ROWS old visits, the plan estimates each month's rows from the
+    statistics instead of counting them (a pass over tens of billions of rows), and still
+    lists every month from the first visit's to the last one's."""
+    from tchap_stats import legacy
+
+    with connect(old_db, autocommit=True) as conn:
+        conn.execute("ANALYZE public.user_daily_visits")
+        counted = dict(legacy._count_months(conn, "Europe/Paris"))
+        monkeypatch.setattr(legacy, "ESTIMATE_ABOVE_ROWS", 1)
+        plan = legacy.plan(conn, "Europe/Paris")
+        estimated = {u.month: u.rows for u in plan.units if u.relation == "user_daily_visits"}
+        assert all(u.estimated for u in plan.units if u.relation == "user_daily_visits")
+        assert list(estimated) == legacy.whole_months_between(min(counted), max(counted))
+        assert abs(sum(estimated.values()) - sum(counted.values())) <= len(counted)
+        for month, rows in counted.items():  # a small table's histogram holds every row
+            assert abs(estimated[month] - rows) <= max(2, rows // 4), (month, estimated)
+        lines: list[str] = []
+        legacy.describe(plan, lines.append)
+        assert any(line.startswith("  user_daily_visits 2024-08: ") and
+                   line.endswith(" rows (estimated) · to move") for line in lines), lines

@@ -193,3 +193,29 @@ INSERT INTO t VALUES ($$x;y$$);
         "-- a comment; with a semicolon\nSELECT 'a;b', \"odd;name\" FROM t",
         "/* block; comment */\nDO $body$ BEGIN PERFORM 1; END $body$",
         "INSERT INTO t VALUES ($$x;y$$)"]
+
+
+def test_read_roles_may_read_every_dashboard_name_and_nothing_else(db, server_url):
+    """TCHAP_STATS_READ_ROLES: a role of Metabase's reads the dashboards, through the SQL
+    functions their views inline too; not the run log. A missing role is named."""
+    from tchap_stats.schema import DASHBOARD_NAMES, READER_VIEWS, RoleMissing
+
+    role = f"reader_{os.getpid()}_{next(_names)}"
+    db.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+    try:
+        migrate(db, read_roles=[role])
+        db.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        for name in (*DASHBOARD_NAMES, *READER_VIEWS, "tchap_stats.freshness"):
+            db.execute(sql.SQL("SELECT * FROM {}").format(
+                sql.Identifier(*name.split(".")) if "." in name
+                else sql.Identifier("public", name))).fetchall()
+        for forbidden in ("tchap_stats.runs", "tchap_stats.loads", "public.user_daily_visits"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                db.execute(f"SELECT FROM {forbidden}")
+        db.execute("RESET ROLE")
+        with pytest.raises(RoleMissing, match=f"'{role}_gone', which does not exist"):
+            migrate(db, read_roles=[f"{role}_gone"])
+    finally:
+        db.execute("RESET ROLE")
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
