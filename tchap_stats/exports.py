@@ -158,6 +158,11 @@ class Export:
     # The file column whose calendar day must fall within the file's acceptance window
     # (Settings.accept_days_before/after around its extraction date), if any.
     dated_by: str | None = None
+    # The columns the summaries read besides the key and a KeepLeast order's first column:
+    # a stored row replaced by one equal on these only moved to an earlier time, which the
+    # summaries' additive path folds in; otherwise its day counts as rewritten (its month
+    # re-read). None: every replacement counts (no summaries read the export).
+    summarised: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         columns = self.table_columns
@@ -245,6 +250,7 @@ USER_DAILY_VISITS = Export(
     partition=ByMonth("visit_date"),
     # The earliest visit of the day wins; ties broken by user agent, instance, domain.
     merge=KeepLeast(order=("visit_ts", "user_agent", "instance", "domain")),
+    summarised=("instance", "domain", "platform", "device_type"),
 )
 
 SUBSCRIPTIONS_AGGREGATE = Export(

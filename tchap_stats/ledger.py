@@ -24,11 +24,16 @@ class DayResult:
     replaced: int  # existing rows this file's row won over
     removed: int = 0  # rows deleted by --replace
     was_empty: bool = False  # the day held no rows before this load
+    # Of the replaced rows, those whose replacement differs where the summaries look
+    # (Export.summarised); None: all of them.
+    replaced_summarised: int | None = None
 
     @property
     def rewritten(self) -> bool:
-        """Rows the day held were replaced or removed (not only added to)."""
-        return self.replaced > 0 or self.removed > 0
+        """Rows the day held were removed, or replaced by rows that change what the
+        summaries counted (not only added to, nor only moved to an earlier time)."""
+        replaced = self.replaced if self.replaced_summarised is None else self.replaced_summarised
+        return replaced > 0 or self.removed > 0
 
     @property
     def loaded(self) -> int:

@@ -355,9 +355,9 @@ class DayWriter:
         export = self.export
         key_match = self._key_match()
         with hash_joins(self.conn):
-            replaced = self.conn.execute(_statement(
+            replaced, rewritten = one(self.conn.execute(_statement(
                 "merge_delete_beaten.sql", **parts, incoming=incoming, key_match=key_match,
-                beats=self._beats(file_wins)), params).rowcount
+                beats=self._beats(file_wins), changes=self._changes()), params))
             removed = 0
             if isinstance(export.merge, SnapshotPerFile):
                 removed = self.conn.execute(_statement(
@@ -367,4 +367,13 @@ class DayWriter:
                 "merge_insert_missing_keys.sql", **parts, incoming=incoming,
                 key_match=key_match, **self._insert_columns()), params).rowcount
         return DayResult(day, rows, inserted=inserted - replaced, replaced=replaced,
-                         removed=removed)
+                         removed=removed, replaced_summarised=rewritten)
+
+    def _changes(self) -> sql.Composable:
+        """Whether a beaten row differs from its replacement where the summaries look."""
+        summarised = self.export.summarised
+        if summarised is None:
+            return sql.SQL("TRUE")
+        return sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(*(
+            sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c))
+                               for c in summarised) for alias in ("t", "i")))

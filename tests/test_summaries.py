@@ -73,8 +73,8 @@ def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
         assert refresh.preaggregated_days == (refresh.days if both_paths.preaggregate else [])
         assert check(db, FIRST, LAST)[0] == 0
 
-    def run(day: date, rows: list[tuple]):
-        directory = tmp_path / day.isoformat()
+    def run(day: date, rows: list[tuple], again: str = ""):
+        directory = tmp_path / f"{day}{again}"
         directory.mkdir()
         write_file(directory, day, rows)
         return load(both_paths, database_url, directory, [day]).refresh
@@ -87,6 +87,11 @@ def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
         [late_day, next_day], [], False)
     # The late row joins a day that held rows: only next_day came whole from its file.
     assert late.preaggregated_days == ([next_day] if both_paths.preaggregate else [])
+    assert check(db, FIRST, next_day)[0] == 0
+    # An earlier visit of the same device, the same where the summaries look: added to.
+    sooner = run(next_day, [("@late", "L1", f"{late_day} 09:30:00+02", web, "i", "d.fr")],
+                 again="-again")
+    assert (sooner.days, sooner.recomputed_months) == ([late_day], [])
     assert check(db, FIRST, next_day)[0] == 0
     earlier = run(next_day + timedelta(days=1),
                   [("@late", "L1", f"{late_day} 09:00:00+02", "Tchap/2.0 (Android 13)",
