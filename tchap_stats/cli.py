@@ -3,7 +3,8 @@
 Exit codes: 0 success · 1 failure (a file failed, or the run could not start) ·
 2 bad usage · 3 finished, but some expected input files were missing (each named) ·
 4 (check) rows differ while days wait for a summary refresh ·
-5 (migrate-legacy) stopped at the time budget with work left: run again.
+5 stopped at the time budget (--max-minutes) with work left: run again ·
+6 another sync or backfill is under way (--wait waits for it).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def _setup_logging(verbose: bool, settings: Settings) -> None:
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("tchap_stats").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # psycopg warns when it cannot roll back on a connection the server dropped; the error
+    # that dropped it is reported already (-v shows both).
+    logging.getLogger("psycopg").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 class Context:
@@ -141,7 +145,8 @@ def cli(ctx: click.Context, source: str | None, verbose: bool) -> None:
     Without DATABASE_URL, an embedded PostgreSQL under ./.tchap-stats is used.
     Exit codes: 0 ok, 1 failure, 2 bad usage, 3 expected input files missing,
     4 check found differences while days wait for a summary refresh (see check --help),
-    5 migrate-legacy stopped at its time budget with work left (run it again).
+    5 stopped at the time budget (--max-minutes) with work left (run it again),
+    6 another sync or backfill is under way (--wait waits for it).
     """
     try:
         ctx.obj = Context(source)

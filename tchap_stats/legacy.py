@@ -141,6 +141,7 @@ class Plan:
     old_relations: list[tuple[str, str]] = field(default_factory=list)  # (name, kind)
     rates: Rates = field(default_factory=lambda: Rates())
     backlog: int = 0  # rows moved whose summaries wait
+    readers: list[str] = field(default_factory=list)  # others' views on the old relations
 
     @property
     def pending(self) -> list[Unit]:
@@ -294,10 +295,13 @@ class Rates:
     summaries: float = ASSUMED_SUMMARY_RATE
     measured: bool = False
 
+    summaries_measured: bool = False
+
     def describe(self) -> str:
-        how = "measured" if self.measured else "assumed"
-        return (f"{self.move:,.0f} rows/s moved, {self.summaries:,.0f} summarised "
-                f"({how})")
+        def how(measured: bool) -> str:
+            return "measured" if measured else "assumed"
+        return (f"{self.move:,.0f} rows/s moved ({how(self.measured)}), "
+                f"{self.summaries:,.0f} summarised ({how(self.summaries_measured)})")
 
     def seconds(self, units: list[Unit], backlog: int = 0) -> float:
         """How long `units` take from now, moved one after the other while the summaries
@@ -326,7 +330,7 @@ def _rates(conn: psycopg.Connection) -> Rates:
         return Rates()
     summary_rate = (float(summarised) / float(summary_seconds) if summary_seconds
                     else ASSUMED_SUMMARY_RATE)
-    return Rates(float(rows) / float(seconds), summary_rate, True)
+    return Rates(float(rows) / float(seconds), summary_rate, True, bool(summary_seconds))
 
 
 def _backlog(conn: psycopg.Connection) -> int:
@@ -348,13 +352,35 @@ def plan(conn: psycopg.Connection, timezone: str) -> Plan:
         relations = old_relations(conn)
         if applied_versions(conn) or not any(k == "r" for _, k in relations):
             return Plan("none", old_relations=relations)
-        return Plan("new", _counted_units(conn, timezone), relations)
+        return Plan("new", _counted_units(conn, timezone), relations,
+                    readers=_readers_of(conn, relations))
     if state["finished_at"]:
         return Plan("finished")
     if state["switched_at"]:
         return Plan("switched", _recorded_units(conn))
     units = _recorded_units(conn) if state["planned_at"] else _counted_units(conn, timezone)
-    return Plan("in progress", units, old_relations(conn), _rates(conn), _backlog(conn))
+    relations = old_relations(conn)
+    return Plan("in progress", units, relations, _rates(conn), _backlog(conn),
+                _readers_of(conn, relations))
+
+
+def _readers_of(conn: psycopg.Connection, relations: list[tuple[str, str]]) -> list[str]:
+    """Views (someone else's) that read the old relations in public, other than those
+    relations themselves: after the switch they keep reading them in legacy_old."""
+    names = [name for name, _ in relations]
+    return [name for (name,) in conn.execute(
+        """
+        SELECT DISTINCT format('%%I.%%I', dn.nspname, dep.relname)
+        FROM pg_depend d
+        JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
+        JOIN pg_class dep ON dep.oid = r.ev_class
+        JOIN pg_namespace dn ON dn.oid = dep.relnamespace
+        JOIN pg_class ref ON ref.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
+        JOIN pg_namespace rn ON rn.oid = ref.relnamespace
+        WHERE rn.nspname = 'public' AND ref.relname = ANY(%s) AND dep.oid <> ref.oid
+          AND NOT (dn.nspname = 'public' AND dep.relname = ANY(%s))
+        ORDER BY 1
+        """, (names, names))]
 
 
 # --- converting an old table's rows -----------------------------------------------------------
@@ -966,8 +992,9 @@ def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
              f"unit(s) left ({rows:,} old rows, about {_minutes(rates.seconds(left))} at "
              f"{rates.describe()}), from {left[0].name}, then the switch; run again to "
              "continue")
-        if needed > max_minutes * 60:
-            echo(f"(the next alone needs about {_minutes(needed)}: a run with less than "
+        alone = rates.seconds(units)  # the summaries waiting are done before this run exits
+        if alone > max_minutes * 60:
+            echo(f"(the next alone needs about {_minutes(alone)}: a run with less than "
                  "that never moves it)")
         outcome.exit_code = EXIT_TIME_BUDGET
         return False
@@ -1063,6 +1090,9 @@ def describe(p: Plan, echo: Echo) -> None:
     echo(f"then the switch, in one transaction: to schema {OLD}: "
          + ", ".join(f"{n} ({KINDS[k]})" for n, k in p.old_relations)
          + "; the new tables and views take their names")
+    if p.readers:
+        echo(f"views of yours that read the old tables keep reading them in {OLD} after the "
+             f"switch (and `--finish` refuses while they do): {', '.join(p.readers)}")
 
 
 def dry_run(conn: psycopg.Connection, timezone: str, echo: Echo) -> None:

@@ -337,6 +337,26 @@ def _analyze_if_stale(conn: psycopg.Connection, schema: str, name: str) -> None:
         _analyze(conn, sql.Identifier(schema, name))
 
 
+def _recompute_mostly_new_months(conn: psycopg.Connection, plan: Plan) -> None:
+    """A month gaining at least as many days as it held is recomputed rather than added to:
+    reading it whole costs at most twice its new days, while adding compares every new
+    tuple with the month one by one (a bulk build's single refresh, a takeover's months:
+    28 new days of 100,000 rows took over 6 minutes to add). Held days are those with
+    user_visits_daily rows, the plan's days aside (the daily group, beside, may have
+    written them already)."""
+    for month in sorted({d.replace(day=1) for d in plan.added_days}):
+        added = [d for d in plan.added_days if d.replace(day=1) == month]
+        first, end = month_bounds(month)
+        held = one(conn.execute(
+            "SELECT count(*) FROM generate_series(%s::date, %s::date - 1, '1 day') AS d(day) "
+            "WHERE d.day <> ALL(%s::date[]) AND EXISTS "
+            "(SELECT FROM tchap_stats.user_visits_daily AS v WHERE v.day = d.day::date)",
+            (first, end, plan.days)))[0]
+        if len(added) > 1 and len(added) >= held:
+            plan.recomputed_months = sorted({*plan.recomputed_months, month})
+            plan.added_days = [d for d in plan.added_days if d.replace(day=1) != month]
+
+
 def _can_append_rolling(conn: psycopg.Connection, changed: list[ChangedDay]) -> bool:
     """Appending is exact when every changed day is fresh and later than every day the
     summaries held, and rolling_last_active is up to date with the latest of those."""
@@ -417,6 +437,7 @@ def _refresh_group(conn: psycopg.Connection, group: str) -> RefreshReport:
             report.preaggregated_days = recompute_daily(conn, plan, from_staging=True)
             report.rolling_append = plan.rolling_append
         else:
+            _recompute_mostly_new_months(conn, plan)
             recompute_monthly(conn, plan)
             report.months, report.recomputed_months = plan.months, plan.recomputed_months
         _consume(conn, group, plan.days)

@@ -351,7 +351,13 @@ def test_takeover_interrupted_then_resumed_keeps_every_dashboard(old_db, tmp_pat
             "user_daily_visits_by_month_1y_v3": by_month(rows, lambda v: v.visit_date),
             "user_monthly_visits_lite": lite(rows, lambda v: v.visit_date)}
 
+        db.execute("CREATE VIEW public.sso_by_domain AS SELECT domain, sum(total_users) "
+                   "FROM public.sso_aggregate GROUP BY domain")  # an analyst's own view
         plan = run_cli(old_db, tmp_path, "migrate-legacy", "--dry-run")
+        assert ("views of yours that read the old tables keep reading them in legacy_old "
+                "after the switch (and `--finish` refuses while they do): "
+                "public.sso_by_domain") in plan.stdout
+        db.execute("DROP VIEW public.sso_by_domain")
         assert plan.returncode == 0, plan.stderr
         assert "takeover not started (dry run: nothing is changed)" in plan.stdout
         august = sum(v.ts.astimezone(PARIS).month == 8 for v in rows)
