@@ -250,8 +250,26 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
     if plan.added_days:  # never with targets: check recomputes every month
         # Adds to user_devices_monthly and counts what it added into active_monthly.
         added = plan.added_parameters()
-        _timed(conn, USER_DEVICES_MONTHLY.statement("_add"), added)
+        new_tuples = sql.SQL(_reading_raw((SUMMARIES_SQL / (
+            f"user_devices_monthly_new_by_{_new_tuples_by(conn, added)}.sql")).read_text()))
+        _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples), added)
         _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"]), added)
+
+
+# Above this many device tuples a month holds per row of the days added to it, each day
+# tuple is looked up in the month rather than the month's tuples hashed: when devices are
+# drawn anew every day, a month's tuples grow all month long (benchmarks/README.md).
+LOOKUP_ABOVE = 4.0
+
+
+def _new_tuples_by(conn: psycopg.Connection, added: Mapping[str, object]) -> str:
+    """How user_devices_monthly_add.sql finds the days' new tuples: "hash" or "lookup"."""
+    held, rows = one(conn.execute(sql.SQL(_reading_raw(
+        "SELECT (SELECT coalesce(sum(devices), 0) FROM tchap_stats.active_monthly "
+        "        WHERE dimension = 'overall' AND month = ANY(%(months)s::date[])), "
+        "       (SELECT count(*) FROM public.user_daily_visits "
+        "        WHERE visit_date = ANY(%(days)s::date[]))")), added))
+    return "lookup" if held > LOOKUP_ABOVE * rows else "hash"
 
 
 def _rolling(conn: psycopg.Connection, plan: Plan, params: Mapping[str, object],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import date, timedelta
 
 import psycopg
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from tchap_stats import summaries
 from tchap_stats.cli import cli
 from tchap_stats.schema import DASHBOARD_NAMES
 from tchap_stats.summaries import SUMMARIES, check, refresh_changed, refresh_range
@@ -23,11 +25,17 @@ FIRST, LAST = date(2024, 10, 27), date(2024, 11, 3)  # across a DST change and a
 DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
 
 
-@pytest.fixture(params=[True, False], ids=["preaggregated-by-duckdb", "recomputed-by-postgresql"])
-def both_paths(request, settings):
+@pytest.fixture(params=[(True, 0.0), (False, math.inf)],
+                ids=["preaggregated-by-duckdb,monthly-by-lookup",
+                     "recomputed-by-postgresql,monthly-by-hash"])
+def both_paths(request, settings, monkeypatch):
     """The invariant tests run twice: with a new day's active_daily pre-aggregated by DuckDB
-    while staging (the default), and recomputed by PostgreSQL."""
-    return dataclasses.replace(settings, preaggregate=request.param)
+    while staging (the default), and recomputed by PostgreSQL; and with the monthly
+    summaries' new tuples found by looking each day tuple up, then by hashing the month's
+    (which the size of the month chooses in production: summaries.LOOKUP_ABOVE)."""
+    preaggregate, lookup_above = request.param
+    monkeypatch.setattr(summaries, "LOOKUP_ABOVE", lookup_above)
+    return dataclasses.replace(settings, preaggregate=preaggregate)
 
 
 def summary_rows(conn: psycopg.Connection) -> dict[str, list[tuple]]:
