@@ -185,10 +185,16 @@ _KEYWORD_PASSWORD = re.compile(
     r"""("[^"]*"|'[^']*'|[^\s'",;&]+)""")
 
 
+# Known secret values shorter than this are masked only where they stand as a password (a
+# URL's, a key=value's): replaced everywhere, a short one garbles the words it also spells
+# (a password "tchap" turned `tchap-stats migrate-legacy` into `***-stats migrate-legacy`).
+MIN_MASKED_VALUE = 8
+
+
 def mask(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     """Hide passwords and keys: known secret values, URL passwords and key=value spellings."""
     for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
+        if len(secret) >= MIN_MASKED_VALUE:
             text = text.replace(secret, "***")
     text = _URL_PASSWORD.sub(r"\g<scheme>:***@", text)
     return _KEYWORD_PASSWORD.sub(r"\1\2***", text)

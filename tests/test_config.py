@@ -157,3 +157,11 @@ def test_preaggregation_is_on_unless_turned_off(clean_env):
     clean_env.setenv("TCHAP_STATS_PREAGGREGATE", "sometimes")
     with pytest.raises(ConfigError, match="TCHAP_STATS_PREAGGREGATE"):
         Settings.from_env()
+
+
+def test_a_short_secret_is_masked_where_it_is_a_password_not_in_every_word():
+    secrets = ["tchap"]  # a database password that is also the tool's name
+    assert mask("run `tchap-stats migrate-legacy`", secrets) == "run `tchap-stats migrate-legacy`"
+    assert mask("postgresql://tchap:tchap@db/tchap failed", secrets) == (
+        "postgresql://tchap:***@db/tchap failed")
+    assert mask("password=tchap host=db", secrets) == "password=*** host=db"
