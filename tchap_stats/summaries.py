@@ -89,12 +89,14 @@ GROUPS = (DAILY, MONTHLY)
 USER_VISITS_DAILY = Summary("user_visits_daily", "day", DAILY)
 USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month", MONTHLY)
 USER_MONTHS = Summary("user_months", "month", MONTHLY)
+# From user_devices_monthly; added to by user_devices_monthly_add.sql (migration 013).
+USER_VALUES_MONTHLY = Summary("user_values_monthly", "month", MONTHLY)
 ACTIVE_DAILY = Summary("active_daily", "day", DAILY)
 # Counted from user_devices_monthly; added to by user_devices_monthly_add.sql.
 ACTIVE_MONTHLY = Summary("active_monthly", "month", MONTHLY)
 ACTIVE_ROLLING_30D = Summary("active_rolling_30d", "rolling", DAILY)  # from user_visits_daily
-SUMMARIES = (USER_VISITS_DAILY, USER_DEVICES_MONTHLY, USER_MONTHS, ACTIVE_DAILY,
-             ACTIVE_MONTHLY, ACTIVE_ROLLING_30D)  # in dependency order
+SUMMARIES = (USER_VISITS_DAILY, USER_DEVICES_MONTHLY, USER_VALUES_MONTHLY, USER_MONTHS,
+             ACTIVE_DAILY, ACTIVE_MONTHLY, ACTIVE_ROLLING_30D)  # in dependency order
 ROLLING_WINDOW = 30
 # Computed by DuckDB for a day its load found empty (measured faster than PostgreSQL's
 # recompute; user_visits_daily is not: copying its rows costs more than recomputing them).
@@ -243,6 +245,11 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
             target = tables[summary.table]
             _timed(conn, summary.delete(target, "months"), recomputed)
             _timed(conn, summary.statement(target=target), recomputed)
+        _timed(conn, USER_VALUES_MONTHLY.delete(tables["user_values_monthly"], "months"),
+               recomputed)
+        _timed(conn, USER_VALUES_MONTHLY.statement(
+            target=tables["user_values_monthly"],
+            user_devices_monthly=tables["user_devices_monthly"]), recomputed)
         _timed(conn, ACTIVE_MONTHLY.delete(tables["active_monthly"], "months"), recomputed)
         _timed(conn, ACTIVE_MONTHLY.statement(
             target=tables["active_monthly"],
@@ -250,9 +257,13 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
     if plan.added_days:  # never with targets: check recomputes every month
         # Adds to user_devices_monthly and counts what it added into active_monthly.
         added = plan.added_parameters()
+        one_day_a_month = len({d.replace(day=1) for d in plan.added_days}) == len(plan.added_days)
+        distinct = sql.SQL("" if one_day_a_month else "DISTINCT")
         new_tuples = sql.SQL(_reading_raw((SUMMARIES_SQL / (
-            f"user_devices_monthly_new_by_{_new_tuples_by(conn, added)}.sql")).read_text()))
-        _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples), added)
+            f"user_devices_monthly_new_by_{_new_tuples_by(conn, added)}.sql")).read_text())
+            ).format(distinct=distinct)
+        _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples,
+                                                    distinct=distinct), added)
         _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"]), added)
 
 

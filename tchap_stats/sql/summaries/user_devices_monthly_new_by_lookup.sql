@@ -1,6 +1,8 @@
 -- For user_devices_monthly_add.sql: the tuples of the days in %(days)s that their month
 -- does not hold, each day tuple looked up by (month, user, device) (a night whose month
 -- holds many more tuples than the days bring), with what the month held of its device.
+-- {distinct}: DISTINCT when two of the days share a month (a day's rows are one per user
+-- and device, so one day's tuples are distinct already).
 SELECT month, user_id, device_id, instance, domain, device_type, platform, device_known,
        device_instance, device_domain, device_platform
 FROM (
@@ -9,7 +11,7 @@ FROM (
            coalesce(h.device_domain, false) AS device_domain,
            coalesce(h.device_platform, false) AS device_platform
     FROM (
-        SELECT DISTINCT date_trunc('month', visit_date)::date AS month, user_id, device_id,
+        SELECT {distinct} date_trunc('month', visit_date)::date AS month, user_id, device_id,
                instance, domain, device_type, platform
         FROM public.user_daily_visits
         WHERE visit_date = ANY(%(days)s::date[])
