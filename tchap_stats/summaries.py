@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -273,13 +274,25 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
 LOOKUP_ABOVE = 4.0
 
 
-def _new_tuples_by(conn: psycopg.Connection, added: Mapping[str, object]) -> str:
-    """How user_devices_monthly_add.sql finds the days' new tuples: "hash" or "lookup"."""
-    held, rows = one(conn.execute(sql.SQL(_reading_raw(
+def _new_tuples_by(conn: psycopg.Connection, added: Mapping[str, Any]) -> str:
+    """How user_devices_monthly_add.sql finds the days' new tuples: "hash" or "lookup".
+    The month's tuples are its distinct devices (active_monthly); the days' rows are
+    estimated from the statistics _analyze_raw has just brought up to date (a month's days
+    are its day column's most common values), not counted (a second read of the days)."""
+    partitions = [partition_name(USER_DAILY_VISITS_EXPORT, m) for m in added["months"]]
+    held, rows = one(conn.execute(
         "SELECT (SELECT coalesce(sum(devices), 0) FROM tchap_stats.active_monthly "
         "        WHERE dimension = 'overall' AND month = ANY(%(months)s::date[])), "
-        "       (SELECT count(*) FROM public.user_daily_visits "
-        "        WHERE visit_date = ANY(%(days)s::date[]))")), added))
+        "       (SELECT coalesce(sum(c.reltuples * f.freq), 0) "
+        "        FROM pg_stats AS s "
+        "        JOIN pg_namespace AS n ON n.nspname = s.schemaname "
+        "        JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = s.tablename "
+        "        CROSS JOIN LATERAL unnest(s.most_common_vals::text::date[], "
+        "                                  s.most_common_freqs) AS f(day, freq) "
+        "        WHERE s.schemaname = %(schema)s AND s.tablename = ANY(%(partitions)s) "
+        "          AND s.attname = %(column)s AND f.day = ANY(%(days)s::date[]))",
+        {**added, "schema": _raw_schema.get(), "partitions": partitions,
+         "column": DAY_COLUMN}))
     return "lookup" if held > LOOKUP_ABOVE * rows else "hash"
 
 
