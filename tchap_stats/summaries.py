@@ -293,7 +293,7 @@ def _new_tuples_by(conn: psycopg.Connection, added: Mapping[str, Any]) -> str:
         "          AND s.attname = %(column)s AND f.day = ANY(%(days)s::date[]))",
         {**added, "schema": _raw_schema.get(), "partitions": partitions,
          "column": DAY_COLUMN}))
-    return "lookup" if held > LOOKUP_ABOVE * rows else "hash"
+    return "lookup" if float(held) > LOOKUP_ABOVE * float(rows) else "hash"
 
 
 def _rolling(conn: psycopg.Connection, plan: Plan, params: Mapping[str, object],

@@ -86,7 +86,9 @@ def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
         directory = tmp_path / f"{day}{again}"
         directory.mkdir()
         write_file(directory, day, rows)
-        return load(both_paths, database_url, directory, [day]).refresh
+        report = load(both_paths, database_url, directory, [day])
+        assert report.refresh_error is None, report.refresh_error
+        return report.refresh
 
     web = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
     late_day, next_day = FIRST + timedelta(days=1), LAST + timedelta(days=1)
