@@ -198,7 +198,7 @@ def migrate_command(obj: Context) -> None:
 @cli.command("migrate-legacy")
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (rows per month and per table, what the switch renames) "
-                   "and change nothing.")
+                   "and change nothing; with --finish, what it would drop.")
 @click.option("--max-minutes", type=click.FloatRange(min=0), metavar="N",
               help="Stop between units when the next would not fit in N minutes (exit 5).")
 @click.option("--finish", is_flag=True,

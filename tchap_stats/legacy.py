@@ -999,6 +999,9 @@ def take_over(conn: psycopg.Connection, database_url: str, timezone: str,
         outcome.exit_code = EXIT_TIME_BUDGET
         return False
 
+    backlog = _backlog(conn)
+    if backlog:
+        echo(f"refreshing first the summaries of {backlog:,} rows a stopped run moved")
     refresher = _Refresher(database_url)  # what a killed run left waiting comes first
     stopped = False
     try:
