@@ -1,29 +1,45 @@
 """The nightly run against the size of history: tchap-stats against the legacy path.
 
-Builds a history of user_daily_visits that grows forward (30, then 120, then 365 days by
-default, at --rows-per-day rows a day), and at each size measures, in the same run and
-on the same PostgreSQL, the nightly work of both systems for the next day's file:
+A matrix of how tchap-stats' history was built, what its rows look like, and which night
+of the month.
+
+For each shape of history (--shape) and each size (--histories, 30, 120 and 365 days by
+default, at --rows-per-day rows a day), measures in the same run and on the same embedded
+PostgreSQL the nightly work of both systems for the nights of a month (--nights: its last
+day, then the 1st, the 2nd and the 15th of the next):
   legacy       DESIGN §8: temp COPY, INSERT … ON CONFLICT into the unpartitioned indexed
                table, classification UPDATEs, REFRESH of the two materialized views, the
                monthly-lite insert (benchmarks/legacy.py; schema `legacy`);
-  tchap-stats  `tchap-stats sync --date D --only user_daily_visits` as its own process,
-               reading the file from S3 (a moto server on loopback): load + summaries.
-The nightly days fall on month ends (2025-01-30, 04-30, 12-31), the worst case for work
-that re-reads a month. Each system's night follows its own history build (tchap-stats':
-build, night; then the legacy's: build, night), so neither finds its data evicted by the
-other's build. Each night starts on a quiet server (no autovacuum worker at work, then a
-CHECKPOINT) and runs with autovacuum paused (resumed after it). The legacy path runs
-inside this process; tchap-stats' sync follows a warm-up process (a sync of a day with no
-file, which touches no data), so that both start with their program files in the page
-cache, and with tchap-stats' bytecode compiled, as a deployed one has it (this script
-first runs bin/post_compile; the libraries' bytecode is pip's). History is
-generated inside PostgreSQL (benchmarks/sql/history.sql, the same rows for both systems);
-tchap-stats' summaries of it are built by its own incremental refresh, a week at a time.
-Prints a table, writes benchmarks/results/refresh.json and, with matplotlib (the `bench`
-extra), benchmarks/results/refresh.png.
+  tchap-stats  `tchap-stats sync --date D --only user_daily_visits` as its own process
+               (its peak RSS from /usr/bin/time), reading the file from S3 (a moto server
+               on loopback): load + summaries; then, not timed, `tchap-stats check` of the
+               month up to the night, whose exit code is recorded (0: summaries exact).
+Shapes (benchmarks/sql/history.sql): `stable`, every device with a fixed user, agent,
+instance and domain; `churn`, 7 devices in 10 drawn again every day (a new device id and
+agent each day, the same users), so most (user, device) pairs of a day are new to its month.
+Builds of tchap-stats' history, each in a database of its own (the legacy history, in a
+third, is shared: its night does not depend on how tchap-stats' history was built):
+  nightly      a week of days inserted into the raw table and queued as fresh, then
+               refresh_changed, repeated (a backfill, a week at a time);
+  bulk         every day inserted and queued with no refresh in between (backfill
+               --no-refresh, a takeover), then one refresh_changed, then VACUUM ANALYZE of
+               the raw table, and nothing else.
+History is built up to the day before the first night (the last day of the month in which
+history reaches its size); between two nights, the days in between (the 3rd to the 14th)
+are filled in the `nightly` way in every database, the legacy's inserted with its indexes.
+Each night starts on a quiet server (no autovacuum worker at work, then a CHECKPOINT) and
+runs with autovacuum paused (resumed after it), in this order: tchap-stats on each build,
+then the legacy. The legacy path runs inside this process; each tchap-stats sync follows
+a warm-up process (a sync of a day with no file, which touches no data), so that both start
+with their program files in the page cache, and with tchap-stats' bytecode compiled, as a
+deployed one has it (this script first runs bin/post_compile; the libraries' bytecode is
+pip's). History is generated inside PostgreSQL (benchmarks/sql/history.sql, the same rows
+for both systems). Prints each night's -v statements and a matrix, writes
+benchmarks/results/refresh.json and, with matplotlib (the `bench` extra),
+benchmarks/results/refresh.png.
 
     .venv/bin/python benchmarks/refresh.py                      # 100,000 rows a day
-    .venv/bin/python benchmarks/refresh.py --rows-per-day 20000 --histories 30,120
+    .venv/bin/python benchmarks/refresh.py --rows-per-day 5000 --histories 30,120  # fast
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +57,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -53,7 +71,7 @@ import moto_s3  # noqa: E402
 
 from tchap_stats.classify import classify_sql  # noqa: E402
 from tchap_stats.database import start_embedded  # noqa: E402
-from tchap_stats.dates import days_between  # noqa: E402
+from tchap_stats.dates import days_between, month_bounds  # noqa: E402
 from tchap_stats.exports import USER_DAILY_VISITS  # noqa: E402
 from tchap_stats.load import ensure_partitions  # noqa: E402
 from tchap_stats.schema import migrate  # noqa: E402
@@ -63,24 +81,31 @@ from tchap_stats.summaries import refresh_changed  # noqa: E402
 HISTORY_START = date(2024, 12, 31)
 OVERLAP = 0.02  # share of a file's rows repeating the previous day's (identical) rows
 RESULTS = ROOT / "benchmarks" / "results"
+SHAPES = {"stable": 0, "churn": 7}  # tenths of the devices drawn again every day
+BUILDS = ("nightly", "bulk")
+BUCKET = "bench"
+TIME = "/usr/bin/time"  # GNU time: the peak RSS of the sync process itself
+TARGETS = {"median": 50.0, "worst": 20.0, "growth": 1.3}
 
 
 class Population:
-    """Parameters of bench.visits: devices, and a stride that visits them without repeat."""
+    """Parameters of bench.visits: devices, a stride that visits them without repeat, and
+    the tenths of them drawn again every day (the shape)."""
 
-    def __init__(self, rows_per_day: int):
+    def __init__(self, rows_per_day: int, churn: int = 0):
         self.rows = rows_per_day
         self.devices = rows_per_day * 8 // 5
+        self.churn = churn
         self.stride = 1_000_003
         while math.gcd(self.stride, self.devices) != 1:
             self.stride += 2
 
     def visits(self, day: date | sql.Composable, first_row: int = 0,
                rows: int | None = None) -> sql.Composed:
-        return sql.SQL("bench.visits({}, {}, {}, {}, {})").format(
+        return sql.SQL("bench.visits({}, {}, {}, {}, {}, {})").format(
             day if isinstance(day, sql.Composable) else sql.Literal(day),
             sql.Literal(first_row), sql.Literal(rows or self.rows),
-            sql.Literal(self.devices), sql.Literal(self.stride))
+            sql.Literal(self.devices), sql.Literal(self.stride), sql.Literal(self.churn))
 
 
 def tune(url: str) -> None:
@@ -92,30 +117,72 @@ def tune(url: str) -> None:
         conn.execute("SELECT pg_reload_conf()")
 
 
-def build_tchap_stats_history(conn: psycopg.Connection, url: str, population: Population,
-                              days: list[date]) -> float:
+def database_url(url: str, name: str) -> str:
+    """`url` (the embedded server's) naming database `name` instead."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def create_database(admin_url: str, name: str, *, legacy_schema: bool) -> str:
+    """A fresh database of the cluster with the history generator, and tchap-stats' schema
+    (migrate) or the legacy one. Returns its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = database_url(admin_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute((ROOT / "benchmarks" / "sql" / "history.sql").read_text())
+        if legacy_schema:
+            legacy.create(conn, indexes=False)
+        else:
+            migrate(conn)
+    return url
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def generated_rows(population: Population, first: date, last: date) -> sql.Composed:
+    """The rows of the days first..last, classified and dated as tchap-stats' raw table
+    holds them (literals: the classification has LIKE '%…')."""
+    return sql.SQL(
+        "SELECT user_id, device_id, visit_ts, user_agent, instance, domain, {}, {}, "
+        "(visit_ts AT TIME ZONE 'Europe/Paris')::date "
+        "FROM generate_series({}::date, {}::date, '1 day') AS days(day) "
+        "CROSS JOIN LATERAL {}").format(
+            sql.SQL(classify_sql("platform", "user_agent")),
+            sql.SQL(classify_sql("device_type", "user_agent")),
+            sql.Literal(first), sql.Literal(last),
+            population.visits(sql.SQL("days.day::date")))
+
+
+def insert_days(conn: psycopg.Connection, population: Population, days: list[date]) -> None:
+    """One load's worth: the rows of `days` into the raw table, the days queued as fresh
+    (never summarised), in one transaction."""
+    with conn.transaction():
+        conn.execute(sql.SQL(
+            "INSERT INTO public.user_daily_visits (user_id, device_id, visit_ts, user_agent, "
+            "instance, domain, platform, device_type, visit_date) {}").format(
+                generated_rows(population, days[0], days[-1])))
+        conn.execute("INSERT INTO tchap_stats.changed_days "
+                     "(export, day, last_load_id, fresh, rewritten) "
+                     "SELECT 'user_daily_visits', day, 0, true, false "
+                     "FROM unnest(%s::date[]) AS day", (days,))
+
+
+def build_nightly(conn: psycopg.Connection, url: str, population: Population,
+                  days: list[date]) -> float:
     """Append `days` to tchap-stats' raw table and its summaries (its own incremental
-    refresh, a week of new days at a time, as a backfill does). Returns the seconds."""
-    platform = sql.SQL(classify_sql("platform", "user_agent"))
-    device_type = sql.SQL(classify_sql("device_type", "user_agent"))
+    refresh, a week of new days at a time, as a backfill does), then VACUUM ANALYZE the raw
+    table. Returns the seconds."""
     ensure_partitions(conn, USER_DAILY_VISITS, days)
     started = time.perf_counter()
     # Weeks of new days through the nightly path (a full recompute of the same months, a
     # month at a time, took 200 to 250 s a month: the rolling window's sort dominates).
     for week in range(0, len(days), 7):
-        chunk = days[week:week + 7]
-        with conn.transaction():
-            conn.execute(sql.SQL(
-                "INSERT INTO public.user_daily_visits SELECT user_id, device_id, visit_ts, "
-                "(visit_ts AT TIME ZONE 'Europe/Paris')::date, user_agent, instance, domain, "
-                "{}, {} FROM generate_series({}::date, {}::date, '1 day') AS days(day) "
-                "CROSS JOIN LATERAL {}").format(  # literals: the classification has LIKE '%…'
-                    platform, device_type, sql.Literal(chunk[0]), sql.Literal(chunk[-1]),
-                    population.visits(sql.SQL("days.day::date"))))
-            conn.execute("INSERT INTO tchap_stats.changed_days "
-                         "(export, day, last_load_id, fresh, rewritten) "
-                         "SELECT 'user_daily_visits', day, 0, true, false "
-                         "FROM unnest(%s::date[]) AS day", (chunk,))
+        insert_days(conn, population, days[week:week + 7])
         report = refresh_changed(conn, url)
         print(f"    {report.summary()} · {time.perf_counter() - started:.0f} s so far",
               flush=True)
@@ -123,19 +190,46 @@ def build_tchap_stats_history(conn: psycopg.Connection, url: str, population: Po
     return time.perf_counter() - started
 
 
-def build_legacy_history(conn: psycopg.Connection, days: list[date],
-                         first_build: bool) -> float:
-    """Append `days` (copied from tchap-stats' raw table) to the legacy table, its indexes
-    and views. Returns the seconds."""
+def build_bulk(conn: psycopg.Connection, url: str, population: Population,
+               days: list[date]) -> float:
+    """Append `days` as a takeover or a long `backfill --no-refresh` does: every day loaded
+    (a week a transaction) and queued as fresh, no refresh in between; then one
+    refresh_changed over them all, then VACUUM ANALYZE of the raw table, nothing else.
+    Returns the seconds."""
+    ensure_partitions(conn, USER_DAILY_VISITS, days)
     started = time.perf_counter()
+    for week in range(0, len(days), 7):
+        insert_days(conn, population, days[week:week + 7])
+    loaded = time.perf_counter() - started
+    report = refresh_changed(conn, url)
+    print(f"    {len(days)} day(s) loaded in {loaded:.0f} s; {report.summary()}", flush=True)
+    conn.execute("VACUUM ANALYZE public.user_daily_visits")
+    return time.perf_counter() - started
+
+
+BUILD = {"nightly": build_nightly, "bulk": build_bulk}
+
+
+def build_legacy(conn: psycopg.Connection, population: Population, days: list[date],
+                 first_build: bool) -> float:
+    """Append `days` (the same generated rows) to the legacy table: when they are as many as
+    it holds or more, with its indexes dropped and built again after, otherwise into the
+    indexed table; its views created on the first build (each legacy night refreshes them).
+    Returns the seconds."""
+    started = time.perf_counter()
+    held = (days[0] - HISTORY_START).days  # history is contiguous from HISTORY_START
+    rebuild = first_build or len(days) >= held
     with conn.transaction():
-        for name in legacy.INDEX_NAMES:  # a bulk insert, then the indexes built once
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS legacy.{}").format(sql.Identifier(name)))
-        conn.execute("INSERT INTO legacy.user_daily_visits SELECT user_id, device_id, "
-                     "visit_ts, user_agent, instance, domain, platform, device_type, visit_date "
-                     "FROM public.user_daily_visits WHERE visit_date BETWEEN %s AND %s",
-                     (days[0], days[-1]))
-        conn.execute(legacy.INDEXES)
+        if rebuild:  # a bulk insert, then the indexes built once
+            for name in legacy.INDEX_NAMES:
+                conn.execute(sql.SQL("DROP INDEX IF EXISTS legacy.{}").format(
+                    sql.Identifier(name)))
+        conn.execute(sql.SQL(
+            "INSERT INTO legacy.user_daily_visits (user_id, device_id, visit_ts, user_agent, "
+            "instance, domain, platform, device_type, visit_date) {}").format(
+                generated_rows(population, days[0], days[-1])))
+        if rebuild:
+            conn.execute(legacy.INDEXES)
         if first_build:
             conn.execute(f"SET LOCAL legacy.today = '{days[-1] + timedelta(days=1)}'")
             conn.execute(legacy.VIEWS)
@@ -206,7 +300,8 @@ def legacy_nightly(url: str, path: Path, day: date) -> dict[str, float]:
 
 
 def tchap_stats_command(*args: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "tchap-stats"), "--source", "s3://bench", *args]
+    return [str(Path(sys.executable).parent / "tchap-stats"), "--source", f"s3://{BUCKET}",
+            *args]
 
 
 def warm_up(env: dict[str, str], day: date) -> float:
@@ -223,37 +318,102 @@ def warm_up(env: dict[str, str], day: date) -> float:
     return time.perf_counter() - started
 
 
-def tchap_stats_nightly(url: str, env: dict[str, str], day: date) -> tuple[float, list[str]]:
+def tchap_stats_nightly(url: str, env: dict[str, str], day: date, rss_file: Path
+                        ) -> tuple[float, float | None, list[str]]:
+    """The measured sync. Returns its seconds, its peak RSS in MiB (None without GNU time)
+    and its output: stdout, then the -v lines of the load and of the summaries'
+    statements."""
     env = {**env, "DATABASE_URL": url}
     warmed = warm_up(env, day + timedelta(days=1))
     waited = quiet(url)
     command = tchap_stats_command("-v", "sync", "--date", day.isoformat(), "--only",
                                   "user_daily_visits")
+    if Path(TIME).exists():  # its own child's peak (a fork, not the vfork of this process)
+        rss_file.unlink(missing_ok=True)
+        command = [TIME, "-f", "%M", "-o", str(rss_file), *command]
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"tchap-stats failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    rss = (int(rss_file.read_text().split()[-1]) / 1024
+           if Path(TIME).exists() and rss_file.exists() else None)
     # -v, on stderr: when the file was staged and committed, and the summaries' statements
     # with their seconds
     steps = [line for line in result.stderr.splitlines()
              if ": staged " in line or ": written and committed " in line
              or (" s" in line and "→" in line)]
-    return elapsed, [f"(warm-up sync finding no file: {warmed:.1f} s; "
-                     f"waited {waited:.1f} s for a quiet server)",
-                     *result.stdout.strip().splitlines(), *steps]
+    return elapsed, rss, [f"(warm-up sync finding no file: {warmed:.1f} s; "
+                          f"waited {waited:.1f} s for a quiet server)",
+                          *result.stdout.strip().splitlines(), *steps]
 
 
-def same_day(url: str, day: date) -> tuple[int, int]:
+def tchap_stats_check(url: str, env: dict[str, str], day: date) -> tuple[int, float, str]:
+    """`tchap-stats check` of the night's month up to the night (not timed in the night).
+    Returns its exit code, seconds and output."""
+    first = day.replace(day=1)
+    command = [str(Path(sys.executable).parent / "tchap-stats"), "check",
+               "--from", first.isoformat(), "--to", day.isoformat()]
+    started = time.perf_counter()
+    result = subprocess.run(command, env={**env, "DATABASE_URL": url}, capture_output=True,
+                            text=True)
+    return (result.returncode, time.perf_counter() - started,
+            (result.stdout + result.stderr).strip())
+
+
+def day_rows(url: str, table: str, day: date) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT (SELECT count(*) FROM public.user_daily_visits WHERE visit_date = %(d)s), "
-            "(SELECT count(*) FROM legacy.user_daily_visits "
-            " WHERE (visit_ts AT TIME ZONE 'Europe/Paris')::date = %(d)s)",
-            {"d": day}).fetchone()
+        if table == "legacy":
+            return conn.execute("SELECT count(*) FROM legacy.user_daily_visits "
+                                "WHERE (visit_ts AT TIME ZONE 'Europe/Paris')::date = %s",
+                                (day,)).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM public.user_daily_visits "
+                            "WHERE visit_date = %s", (day,)).fetchone()[0]
 
 
-def chart(results: list[dict], path: Path) -> bool:
+def month_end_on_or_after(day: date) -> date:
+    return month_bounds(day)[1] - timedelta(days=1)
+
+
+def night_dates(first_night: date, kinds: list[str]) -> list[tuple[date, str]]:
+    """The nights of one history size: `last` is the month's last day (first_night), a
+    number N the Nth of the next month."""
+    nights = []
+    for kind in kinds:
+        nights.append((first_night if kind == "last" else first_night + timedelta(days=int(kind)),
+                       "last" if kind == "last" else f"{int(kind)}"))
+    return sorted(nights)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(rows: list[dict], shapes: list[str], builds: list[str]) -> list[dict]:
+    """Per (shape, build): the median and worst ratio at the largest history, and the
+    growth of the median tchap-stats night from the smallest history to the largest."""
+    out = []
+    for shape in shapes:
+        for build in builds:
+            mine = [r for r in rows if r["shape"] == shape and r["build"] == build]
+            if not mine:
+                continue
+            sizes = sorted({r["history_size"] for r in mine})
+            at = {s: [r for r in mine if r["history_size"] == s] for s in sizes}
+            largest = at[sizes[-1]]
+            ratios = [r["ratio"] for r in largest]
+            growth = (median([r["tchap_stats_seconds"] for r in largest])
+                      / median([r["tchap_stats_seconds"] for r in at[sizes[0]]]))
+            out.append({"shape": shape, "build": build, "smallest": sizes[0],
+                        "largest": sizes[-1], "median_ratio": median(ratios),
+                        "worst_ratio": min(ratios), "growth": growth,
+                        "checks_ok": all(r["check_exit"] == 0 for r in mine),
+                        "slowest_night": max(mine, key=lambda r: r["tchap_stats_seconds"]
+                                             )["night"]})
+    return out
+
+
+def chart(rows: list[dict], path: Path) -> bool:
     try:
         import matplotlib
     except ImportError:
@@ -261,115 +421,247 @@ def chart(results: list[dict], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = [r["history_days"] for r in results]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(history, [r["legacy_seconds"] for r in results], "o-", label="legacy (DESIGN §8)")
-    ax.plot(history, [r["tchap_stats_seconds"] for r in results], "o-", label="tchap-stats sync")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    keys = sorted({(r["shape"], r["build"]) for r in rows})
+    for shape in sorted({k[0] for k in keys}):
+        mine = [r for r in rows if r["shape"] == shape and r["build"] == keys[0][1]]
+        sizes = sorted({r["history_size"] for r in mine})
+        ax.plot(sizes, [max(r["legacy_seconds"] for r in mine if r["history_size"] == s)
+                        for s in sizes], "s--", label=f"legacy, {shape}, worst night")
+    for shape, build in keys:
+        mine = [r for r in rows if r["shape"] == shape and r["build"] == build]
+        sizes = sorted({r["history_size"] for r in mine})
+        ax.plot(sizes, [max(r["tchap_stats_seconds"] for r in mine if r["history_size"] == s)
+                        for s in sizes], "o-", label=f"tchap-stats, {shape}, {build} build, "
+                                                    "worst night")
     ax.set_yscale("log")
     ax.set_xlabel("days of history")
     ax.set_ylabel("nightly run, seconds (log scale)")
-    ax.set_title(f"One new day of {results[0]['rows_per_day']:,} rows")
-    for r in results:
-        ax.annotate(f"{r['ratio']:.0f}×", (r["history_days"], r["tchap_stats_seconds"]),
-                    textcoords="offset points", xytext=(0, -14), ha="center")
+    ax.set_title(f"One new day of {rows[0]['rows_per_day']:,} rows, nights "
+                 f"{', '.join(sorted({r['kind'] for r in rows}))}")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True
+
+
+def choices(value: str, allowed: tuple[str, ...]) -> list[str]:
+    if value == "both":
+        return list(allowed)
+    picked = [v.strip() for v in value.split(",")]
+    for v in picked:
+        if v not in allowed:
+            raise argparse.ArgumentTypeError(f"{v!r}: one of {', '.join(allowed)} or both")
+    return [v for v in allowed if v in picked]
+
+
+def print_matrix(rows: list[dict], summary: list[dict], total: float) -> None:
+    print()
+    print(f"{'shape':<7}{'build':<8}{'hist':>5}  {'night':<11}{'kind':<5}{'legacy s':>9}"
+          f"{'tchap s':>9}{'ratio':>8}{'check':>6}{'RSS MiB':>8}{'summ. s':>8}")
+    for r in rows:
+        rss = f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] is not None else "?"
+        summ = f"{r['summaries_seconds']:.1f}" if r["summaries_seconds"] is not None else "?"
+        print(f"{r['shape']:<7}{r['build']:<8}{r['history_days']:>5}  {r['night']:<11}"
+              f"{r['kind']:<5}{r['legacy_seconds']:>9.1f}{r['tchap_stats_seconds']:>9.2f}"
+              f"{r['ratio']:>7.1f}×{r['check_exit']:>6}{rss:>8}{summ:>8}")
+    print()
+    for s in summary:
+        ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
+        print(f"{s['shape']:<7}{s['build']:<8} at {s['largest']}-day history: median ratio "
+              f"{s['median_ratio']:.1f}× (target ≥ {TARGETS['median']:.0f}×: "
+              f"{ok(s['median_ratio'] >= TARGETS['median'])}) · worst {s['worst_ratio']:.1f}× "
+              f"(target ≥ {TARGETS['worst']:.0f}×: {ok(s['worst_ratio'] >= TARGETS['worst'])})"
+              f" · median night growth {s['smallest']} → {s['largest']}: {s['growth']:.2f}× "
+              f"(target ≤ {TARGETS['growth']}×: {ok(s['growth'] <= TARGETS['growth'])}) · "
+              f"checks {'all 0' if s['checks_ok'] else 'NOT ALL 0'}")
+    print(f"whole benchmark {total / 60:.1f} min")
+
+
+def summaries_seconds(output: list[str]) -> float | None:
+    """The refresh's seconds from sync's summary line ("summaries: … · 1.2 s")."""
+    for line in output:
+        if line.strip().startswith("summaries:") and line.rstrip().endswith(" s"):
+            try:
+                return float(line.rstrip()[:-2].rsplit("·", 1)[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def fill(shape: str, conns: dict[str, psycopg.Connection], urls: dict[str, str],
+         legacy_conn: psycopg.Connection, population: Population, days: list[date]
+         ) -> list[dict]:
+    """The days between two nights, the same way in every database: tchap-stats' through
+    its refresh a week at a time (whatever built its history: nights follow a bulk-built
+    history too), the legacy's inserted into its indexed table."""
+    log = []
+    for build, conn in conns.items():
+        log.append({"shape": shape, "build": build, "how": "nightly fill",
+                    "first": days[0].isoformat(), "last": days[-1].isoformat(),
+                    "seconds": build_nightly(conn, urls[build], population, days)})
+    log.append({"shape": shape, "build": "legacy", "how": "fill",
+                "first": days[0].isoformat(), "last": days[-1].isoformat(),
+                "seconds": build_legacy(legacy_conn, population, days, first_build=False)})
+    return log
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-day", type=int, default=100_000)
     parser.add_argument("--histories", default="30,120,365",
-                        help="days of history at which to measure, ascending")
+                        help="days of history at which to measure, ascending: the first night "
+                             "is the last day of the month in which history reaches it")
+    parser.add_argument("--nights", default="last,1,2,15",
+                        help="the nights of each history size: `last` (a month's last day) "
+                             "and days of the next month (default: last,1,2,15)")
+    parser.add_argument("--build", default="both", type=lambda v: choices(v, BUILDS),
+                        help="nightly, bulk or both (default)")
+    parser.add_argument("--shape", default="both",
+                        type=lambda v: choices(v, tuple(SHAPES)),
+                        help="stable, churn or both (default)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="build in DIR and keep it (its PostgreSQL data directory can be "
-                             "reused to replay nights); default: a temporary directory")
+                             "reused to replay nights; every database is kept); default: a "
+                             "temporary directory")
     args = parser.parse_args()
     histories = [int(h) for h in args.histories.split(",")]
+    kinds = [k.strip() for k in args.nights.split(",")]
+    builds, shapes = args.build, args.shape
     # The deploy step itself, with this interpreter first on PATH (compileall writes even
     # where PYTHONDONTWRITEBYTECODE is set, as on these machines)
     subprocess.run([str(ROOT / "bin" / "post_compile")], cwd=ROOT, check=True, env={
         **os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
-    population = Population(args.rows_per_day)
+    if not Path(TIME).exists():
+        print(f"{TIME} not found: no peak RSS", file=sys.stderr)
     run_started = time.perf_counter()
-    results: list[dict] = []
+    rows: list[dict] = []
+    build_log: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="tchap-bench-refresh-") as tmp:
         workdir = args.keep or Path(tmp)
-        url = start_embedded(workdir / "pgdata")
-        tune(url)
-        moto, s3, endpoint = moto_s3.start_bucket("bench")
+        workdir.mkdir(parents=True, exist_ok=True)
+        admin = start_embedded(workdir / "pgdata")
+        tune(admin)
+        moto, s3, endpoint = moto_s3.start_bucket(BUCKET)
+        client = s3_client(s3)
         env = {**os.environ, "S3_ENDPOINT": endpoint, "S3_URL_STYLE": "path",
                "S3_ACCESS_KEY_ID": "bench", "S3_SECRET_ACCESS_KEY": "bench",
                "S3_REGION": "us-east-1", "TCHAP_STATS_SPILL_DIR": str(workdir / "spill")}
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate(conn)
-            conn.execute((ROOT / "benchmarks" / "sql" / "history.sql").read_text())
-            legacy.create(conn, indexes=False)
+        for shape in shapes:
+            population = Population(args.rows_per_day, SHAPES[shape])
+            names = {b: f"bench_{shape}_{b}" for b in builds}
+            urls = {b: create_database(admin, names[b], legacy_schema=False) for b in builds}
+            legacy_url = create_database(admin, f"bench_{shape}_legacy", legacy_schema=True)
+            conns = {b: psycopg.connect(urls[b], autocommit=True) for b in builds}
+            legacy_conn = psycopg.connect(legacy_url, autocommit=True)
             built_until = HISTORY_START - timedelta(days=1)
+            legacy_built = False
+
             for size in histories:
-                nightly = HISTORY_START + timedelta(days=size)
-                days = days_between(built_until + timedelta(days=1), nightly - timedelta(days=1))
-                print(f"history {HISTORY_START}..{days[-1]} ({size} days): building "
+                first_night = month_end_on_or_after(HISTORY_START + timedelta(days=size))
+                nights = night_dates(first_night, kinds)
+                if nights[0][0] <= built_until:
+                    sys.exit(f"history {size}: its first night {nights[0][0]} is not after the "
+                             f"last one of the smaller history ({built_until})")
+                days = days_between(built_until + timedelta(days=1),
+                                    nights[0][0] - timedelta(days=1))
+                print(f"{shape}, history {HISTORY_START}..{days[-1]} "
+                      f"({(days[-1] - HISTORY_START).days + 1} days, for {size}): building "
                       f"{len(days)} day(s) …", flush=True)
-                # Each system's night follows its own history build: neither finds its
-                # working set evicted by the other's build (the legacy build writes 12 GB at
-                # 365 days). The legacy night still comes after tchap-stats', whose night
-                # reads about 100 MB.
-                build = {"tchap_stats_history": build_tchap_stats_history(
-                    conn, url, population, days)}
-                path = workdir / USER_DAILY_VISITS.file_name(nightly)
-                rows = write_nightly_file(conn, population, nightly, path)
-                s3_client(s3).upload_file(str(path), "bench", path.name)
-                print(f"  nightly {nightly}: tchap-stats sync …", flush=True)
-                with autovacuum_paused(url):
-                    seconds, output = tchap_stats_nightly(url, env, nightly)
-                for line in output:
-                    print("     ", line)
-                print(f"    building the legacy history of {len(days)} day(s) …", flush=True)
-                build["legacy_history"] = build_legacy_history(conn, days,
-                                                               first_build=not results)
-                print(f"  nightly {nightly}: legacy …", flush=True)
-                with autovacuum_paused(url):
-                    legacy_steps = legacy_nightly(url, path, nightly)
-                loaded = same_day(url, nightly)
-                assert loaded[0] == loaded[1] == args.rows_per_day, loaded
-                results.append({
-                    "history_days": size, "rows_per_day": args.rows_per_day,
-                    "history_rows": conn.execute(
-                        "SELECT count(*) FROM public.user_daily_visits").fetchone()[0],
-                    "nightly_day": nightly.isoformat(), "file_rows": rows,
-                    "legacy_seconds": legacy_steps["total"], "legacy_steps": legacy_steps,
-                    "tchap_stats_seconds": seconds, "tchap_stats_output": output,
-                    "ratio": legacy_steps["total"] / seconds, "build_seconds": build})
-                print(f"  legacy {legacy_steps['total']:.1f} s · tchap-stats {seconds:.1f} s",
-                      flush=True)
-                built_until = nightly
+                for build in builds:
+                    print(f"  {shape}: {build} build of tchap-stats' history …", flush=True)
+                    seconds = BUILD[build](conns[build], urls[build], population, days)
+                    build_log.append({"shape": shape, "build": build, "how": build,
+                                      "first": days[0].isoformat(),
+                                      "last": days[-1].isoformat(), "seconds": seconds})
+                    print(f"    {seconds:.0f} s", flush=True)
+                print(f"  {shape}: legacy history …", flush=True)
+                seconds = build_legacy(legacy_conn, population, days,
+                                       first_build=not legacy_built)
+                legacy_built = True
+                build_log.append({"shape": shape, "build": "legacy", "how": "build",
+                                  "first": days[0].isoformat(), "last": days[-1].isoformat(),
+                                  "seconds": seconds})
+                print(f"    {seconds:.0f} s", flush=True)
+                built_until = days[-1]
+                for night, kind in nights:
+                    between = days_between(built_until + timedelta(days=1),
+                                           night - timedelta(days=1))
+                    if between:
+                        print(f"  {shape}: filling {between[0]}..{between[-1]} (before the "
+                              f"night of {night}) …", flush=True)
+                        build_log += fill(shape, conns, urls, legacy_conn, population, between)
+                    history_days = (night - HISTORY_START).days
+                    path = workdir / USER_DAILY_VISITS.file_name(night)
+                    file_rows = write_nightly_file(legacy_conn, population, night, path)
+                    client.upload_file(str(path), BUCKET, path.name)
+                    measured: dict[str, dict] = {}
+                    for build in builds:
+                        print(f"  {shape} · {build} · {history_days} days · night {night} "
+                              f"({kind}): tchap-stats sync …", flush=True)
+                        with autovacuum_paused(admin):
+                            seconds, rss, output = tchap_stats_nightly(
+                                urls[build], env, night, workdir / "rss")
+                        for line in output:
+                            print("     ", line)
+                        code, check_seconds, check_output = tchap_stats_check(
+                            urls[build], env, night)
+                        print(f"    {seconds:.2f} s · peak RSS "
+                              f"{rss if rss is None else round(rss)} MiB · check exit {code} "
+                              f"({check_seconds:.1f} s): {check_output.splitlines()[-1:]}",
+                              flush=True)
+                        if code != 0:
+                            print("    check output:\n" + check_output, flush=True)
+                        measured[build] = {"seconds": seconds, "rss": rss, "output": output,
+                                           "check_exit": code, "check_seconds": check_seconds,
+                                           "check_output": check_output}
+                    print(f"  {shape} · {history_days} days · night {night} ({kind}): "
+                          "legacy …", flush=True)
+                    with autovacuum_paused(admin):
+                        legacy_steps = legacy_nightly(legacy_url, path, night)
+                    print(f"    {legacy_steps['total']:.1f} s", flush=True)
+                    client.delete_object(Bucket=BUCKET, Key=path.name)  # no later warm-up
+                    path.unlink()                                       # finds it
+                    counts = {b: day_rows(urls[b], "tchap", night) for b in builds}
+                    counts["legacy"] = day_rows(legacy_url, "legacy", night)
+                    assert set(counts.values()) == {args.rows_per_day}, counts
+                    for build in builds:
+                        m = measured[build]
+                        rows.append({
+                            "shape": shape, "build": build, "history_size": size,
+                            "history_days": history_days,
+                            "history_rows": history_days * args.rows_per_day,
+                            "rows_per_day": args.rows_per_day, "night": night.isoformat(),
+                            "kind": kind, "file_rows": file_rows,
+                            "legacy_seconds": legacy_steps["total"],
+                            "legacy_steps": legacy_steps,
+                            "tchap_stats_seconds": m["seconds"],
+                            "summaries_seconds": summaries_seconds(m["output"]),
+                            "ratio": legacy_steps["total"] / m["seconds"],
+                            "check_exit": m["check_exit"],
+                            "check_seconds": m["check_seconds"],
+                            "check_output": m["check_output"],
+                            "peak_rss_mib": m["rss"], "tchap_stats_output": m["output"]})
+                    built_until = night
+            for conn in (*conns.values(), legacy_conn):
+                conn.close()
+            if not args.keep:  # the next shape's builds find the page cache for themselves
+                for name in (*names.values(), f"bench_{shape}_legacy"):
+                    drop_database(admin, name)
         moto.stop()
 
     total = time.perf_counter() - run_started
-    print()
-    print(f"{'history (days)':>14}{'rows':>14}{'legacy s':>11}{'new s':>9}{'ratio':>8}")
-    for r in results:
-        print(f"{r['history_days']:>14}{r['history_rows']:>14,}{r['legacy_seconds']:>11.1f}"
-              f"{r['tchap_stats_seconds']:>9.1f}{r['ratio']:>7.0f}×")
-    growth = results[-1]["tchap_stats_seconds"] / results[0]["tchap_stats_seconds"]
-    print(f"\nratio at {results[-1]['history_days']} days: {results[-1]['ratio']:.0f}× "
-          f"(target ≥ 50×) · tchap-stats growth {results[0]['history_days']} → "
-          f"{results[-1]['history_days']} days: {growth:.2f}× (target ≤ 1.5×) · "
-          f"whole benchmark {total / 60:.1f} min")
-    for r in results:
-        print(f"  legacy steps at {r['history_days']} days: " + ", ".join(
-            f"{k} {v:.1f}s" for k, v in r["legacy_steps"].items()
-            if k not in ("total", "waited_for_quiet")))
+    summary = summarise(rows, shapes, builds)
+    print_matrix(rows, summary, total)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "refresh.json").write_text(json.dumps(
-        {"results": results, "growth": growth, "cores": os.cpu_count(),
+        {"rows_per_day": args.rows_per_day, "histories": histories, "nights": kinds,
+         "shapes": shapes, "builds": builds, "results": rows, "summary": summary,
+         "targets": TARGETS, "history_builds": build_log, "cores": os.cpu_count(),
          "benchmark_seconds": total}, indent=2))
     print(f"written {RESULTS / 'refresh.json'}")
-    if chart(results, RESULTS / "refresh.png"):
+    if chart(rows, RESULTS / "refresh.png"):
         print(f"written {RESULTS / 'refresh.png'}")
 
 

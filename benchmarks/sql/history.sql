@@ -5,9 +5,16 @@
 -- (so about rows/devices of them are active on any day, nearly all of them over a month).
 -- Rows first_row .. first_row + rows - 1 of the day: a file's overlap with the previous
 -- day repeats that day's first rows exactly.
+-- churn (tenths, 0 by default): the devices with device % 10 < churn are drawn again every
+-- day (refresh.py --shape churn: 7): such a row's device id and user agent come from the
+-- device and the day (day number mod 997), so most of the (user, device) pairs of a day are
+-- new to its month; its user, instance, domain and time of visit stay the device's, so the
+-- users (and how many visit a day or a month) are the same as with churn 0. Still
+-- deterministic in (day, row): the overlap rows of a file still repeat the day before.
 CREATE SCHEMA IF NOT EXISTS bench;
 CREATE OR REPLACE FUNCTION bench.visits(day date, first_row integer, rows integer,
-                                        devices bigint, stride bigint)
+                                        devices bigint, stride bigint,
+                                        churn integer DEFAULT 0)
 RETURNS TABLE (user_id varchar, device_id varchar, visit_ts timestamptz, user_agent varchar,
                instance varchar, domain varchar)
 LANGUAGE sql IMMUTABLE AS $$
@@ -31,14 +38,23 @@ LANGUAGE sql IMMUTABLE AS $$
     ), picked AS (
         SELECT (i * stride + (day - date '2000-01-01') * 7919) % devices AS device
         FROM generate_series(first_row, first_row + rows - 1) AS i
+    ), drawn AS (
+        -- key: the device itself, or for a churning device a number of its own for the
+        -- day, above every device: distinct within a day, and up to 3 M devices (1.9 M rows
+        -- a day) below 2^32 with its product by the hash's multiplier within a bigint, so
+        -- that the device id stays one-to-one with the key
+        SELECT device, CASE WHEN device % 10 < churn
+                            THEN device + devices * (1 + (day - date '2000-01-01') % 997)
+                            ELSE device END AS key
+        FROM picked
     )
     SELECT ('@user' || device / 2 || '-' || 'dom' || (device / 2) % 40 || '.gouv.fr:agent.'
             || 'inst' || (device / 2) % 40 % 7 || '.tchap.gouv.fr')::varchar,
-           ('DEV' || upper(to_hex(device * 2654435761 % 4294967296)))::varchar,
+           ('DEV' || upper(to_hex(key * 2654435761 % 4294967296)))::varchar,
            (day + make_interval(secs => (device * 40503 + (day - date '2000-01-01') * 97) % 86400))
                AT TIME ZONE 'Europe/Paris',
            agents.agent::varchar,
            ('agent.inst' || (device / 2) % 40 % 7 || '.tchap.gouv.fr')::varchar,
            ('dom' || (device / 2) % 40 || '.gouv.fr')::varchar
-    FROM picked JOIN agents ON agents.n = (device * 2654435761 / 7) % 14
+    FROM drawn JOIN agents ON agents.n = (key * 2654435761 / 7) % 14
 $$;
