@@ -383,8 +383,9 @@ def _recompute_mostly_new_months(conn: psycopg.Connection, plan: Plan) -> None:
     """A month gaining at least as many days as it held is recomputed rather than added to:
     reading it whole costs at most twice its new days, while adding compares every new
     tuple with the month one by one (a bulk build's single refresh, a takeover's months:
-    28 new days of 100,000 rows took over 6 minutes to add; the 1st of a month, whose
-    tuples are all new: 2.3 to 2.6 s, benchmarks/README.md). Held days are those with
+    28 new days of 100,000 rows took over 6 minutes to add). Not for one night's day: the
+    recompute of a month's first two nights measured no faster (the 1st) or slower (the
+    2nd, 5.2 to 7.8 s against 2.8 s: benchmarks/README.md). Held days are those with
     user_visits_daily rows, the plan's days aside (the daily group, beside, may have
     written them already)."""
     for month in sorted({d.replace(day=1) for d in plan.added_days}):
@@ -395,7 +396,7 @@ def _recompute_mostly_new_months(conn: psycopg.Connection, plan: Plan) -> None:
             "WHERE d.day <> ALL(%s::date[]) AND EXISTS "
             "(SELECT FROM tchap_stats.user_visits_daily AS v WHERE v.day = d.day::date)",
             (first, end, plan.days)))[0]
-        if len(added) >= held:
+        if len(added) > 1 and len(added) >= held:
             plan.recomputed_months = sorted({*plan.recomputed_months, month})
             plan.added_days = [d for d in plan.added_days if d.replace(day=1) != month]
 
