@@ -31,7 +31,8 @@ WITH new_tuples AS MATERIALIZED (
     SELECT DISTINCT n.month, n.dimension, n.value, n.user_id
     FROM new_devices AS n
     WHERE NOT EXISTS (SELECT FROM tchap_stats.user_values_monthly AS u
-                      WHERE u.month = n.month AND u.user_id = n.user_id
+                      WHERE u.month = ANY(%(months)s::date[])  -- those months only, not all
+                        AND u.month = n.month AND u.user_id = n.user_id
                         AND u.dimension = n.dimension AND u.value = n.value)
 ), users_added AS (
     INSERT INTO tchap_stats.user_values_monthly (month, user_id, dimension, value)
