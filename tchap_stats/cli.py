@@ -744,8 +744,8 @@ def main() -> None:
     # The libraries loaded (botocore, psycopg, DuckDB, sqlglot) are hundreds of thousands
     # of long-lived objects that every full garbage collection walks, the last one at exit
     # too (0.3 to 0.4 s of a nightly sync: docs/design.md, "The nightly path's start").
-    # Frozen, collections skip them: those already
-    # loaded now, everything at exit (after the other exit handlers have run).
+    # Frozen, collections skip them: those already loaded now, everything at exit (after
+    # the other exit handlers have run).
     gc.freeze()
     atexit.register(gc.freeze)
     cli(prog_name="tchap-stats")

@@ -25,15 +25,14 @@ class DayResult:
     removed: int = 0  # rows deleted by --replace
     was_empty: bool = False  # the day held no rows before this load
     # Of the replaced rows, those whose replacement differs where the summaries look
-    # (Export.summarised); None: all of them.
-    replaced_summarised: int | None = None
+    # (Export.summarised; all of them for an export that declares none).
+    replaced_summarised: int = 0
 
     @property
     def rewritten(self) -> bool:
         """Rows the day held were removed, or replaced by rows that change what the
         summaries counted (not only added to, nor only moved to an earlier time)."""
-        replaced = self.replaced if self.replaced_summarised is None else self.replaced_summarised
-        return replaced > 0 or self.removed > 0
+        return self.replaced_summarised > 0 or self.removed > 0
 
     @property
     def loaded(self) -> int:

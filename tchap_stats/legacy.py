@@ -353,7 +353,7 @@ def plan(conn: psycopg.Connection, timezone: str) -> Plan:
         if applied_versions(conn) or not any(k == "r" for _, k in relations):
             return Plan("none", old_relations=relations)
         return Plan("new", _counted_units(conn, timezone), relations,
-                    readers=_readers_of(conn, relations))
+                    readers=_views_reading(conn, "public", [n for n, _ in relations]))
     if state["finished_at"]:
         return Plan("finished")
     if state["switched_at"]:
@@ -361,26 +361,7 @@ def plan(conn: psycopg.Connection, timezone: str) -> Plan:
     units = _recorded_units(conn) if state["planned_at"] else _counted_units(conn, timezone)
     relations = old_relations(conn)
     return Plan("in progress", units, relations, _rates(conn), _backlog(conn),
-                _readers_of(conn, relations))
-
-
-def _readers_of(conn: psycopg.Connection, relations: list[tuple[str, str]]) -> list[str]:
-    """Views (someone else's) that read the old relations in public, other than those
-    relations themselves: after the switch they keep reading them in legacy_old."""
-    names = [name for name, _ in relations]
-    return [name for (name,) in conn.execute(
-        """
-        SELECT DISTINCT format('%%I.%%I', dn.nspname, dep.relname)
-        FROM pg_depend d
-        JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
-        JOIN pg_class dep ON dep.oid = r.ev_class
-        JOIN pg_namespace dn ON dn.oid = dep.relnamespace
-        JOIN pg_class ref ON ref.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
-        JOIN pg_namespace rn ON rn.oid = ref.relnamespace
-        WHERE rn.nspname = 'public' AND ref.relname = ANY(%s) AND dep.oid <> ref.oid
-          AND NOT (dn.nspname = 'public' AND dep.relname = ANY(%s))
-        ORDER BY 1
-        """, (names, names))]
+                _views_reading(conn, "public", [n for n, _ in relations]))
 
 
 # --- converting an old table's rows -----------------------------------------------------------
@@ -749,8 +730,11 @@ def _count_unit(conn: psycopg.Connection, unit: Unit, timezone: str) -> Unit:
     return Unit(unit.relation, unit.month, rows, unit.moved, unit.changed)
 
 
-def _dependents(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Views outside `schema` that read its relations."""
+def _views_reading(conn: psycopg.Connection, schema: str,
+                   names: list[str] | None = None) -> list[str]:
+    """Views that read relations of `schema` (those `names`, or all), other than those
+    relations themselves: before the switch, others' views on the old relations in public
+    (they would keep reading them in legacy_old); after it, views reading legacy_old."""
     return [name for (name,) in conn.execute(
         """
         SELECT DISTINCT format('%%I.%%I', dn.nspname, dep.relname)
@@ -760,9 +744,12 @@ def _dependents(conn: psycopg.Connection, schema: str) -> list[str]:
         JOIN pg_namespace dn ON dn.oid = dep.relnamespace
         JOIN pg_class ref ON ref.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
         JOIN pg_namespace rn ON rn.oid = ref.relnamespace
-        WHERE rn.nspname = %s AND dn.nspname <> %s AND dep.oid <> ref.oid
+        WHERE rn.nspname = %(schema)s AND dep.oid <> ref.oid
+          AND (%(names)s::text[] IS NULL OR ref.relname = ANY(%(names)s))
+          AND NOT (dn.nspname = %(schema)s
+                   AND (%(names)s::text[] IS NULL OR dep.relname = ANY(%(names)s)))
         ORDER BY 1
-        """, (schema, schema))]
+        """, {"schema": schema, "names": names})]
 
 
 def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: Echo,
@@ -814,9 +801,9 @@ def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: 
                                 f"{STAGING} in their body: they would break after the switch")
         conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(STAGING)))  # empty now
         _grant(conn, grants)
-        readers = sorted({g.grantee for g in grants if g.privilege == "SELECT"
+        reader_roles = sorted({g.grantee for g in grants if g.privilege == "SELECT"
                           and g.relation in DASHBOARD_NAMES} | set(read_roles))
-        grant_reading(conn, readers)
+        grant_reading(conn, reader_roles)
         state = _state(conn)
         assert state is not None
         create_version_table(conn)
@@ -828,11 +815,12 @@ def _switch(conn: psycopg.Connection, timezone: str, lock_timeout: float, echo: 
     described = ", ".join(f"{n} ({KINDS[k]})" for n, k in old)
     for grantee, privileges in _grants_by_role(grants).items():
         echo(f"privileges carried over to the new relations: {grantee}: {privileges}")
-    if readers:
-        echo(f"may read every dashboard name and the freshness card: {', '.join(readers)}")
+    if reader_roles:
+        echo(f"may read every dashboard name and the freshness card: "
+             f"{', '.join(reader_roles)}")
     echo(f"switched, in one transaction: the old {described} are now in schema {OLD}; "
          "the dashboards' names are the new views over the summaries")
-    readers = _dependents(conn, OLD)
+    readers = _views_reading(conn, OLD)
     if readers:
         echo(f"still reading the old tables in {OLD}: {', '.join(readers)}")
     echo(f"the old relations stay in {OLD} until `tchap-stats migrate-legacy --finish`")
@@ -1048,7 +1036,7 @@ def finish(conn: psycopg.Connection, echo: Echo, dry_run: bool = False) -> None:
         "SELECT c.relname, c.relkind, pg_total_relation_size(c.oid) FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
         "AND c.relkind IN ('r', 'p', 'm', 'v') ORDER BY 1", (OLD,)).fetchall()
-    readers = _dependents(conn, OLD)
+    readers = _views_reading(conn, OLD)
     if readers:
         raise TakeoverError(f"{', '.join(readers)} still read the old tables in {OLD}: "
                             "drop or rewrite them first (nothing was dropped)")

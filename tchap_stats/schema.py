@@ -29,10 +29,6 @@ class SchemaNotReady(RuntimeError):
 class LegacySchemaError(RuntimeError):
     """The database holds the old system's tables where ours would go."""
 
-    def __init__(self, message: str, takeover: str):
-        super().__init__(message)
-        self.takeover = takeover  # takeover_state(): where `migrate-legacy` stands
-
 
 @dataclass(frozen=True)
 class Migration:
@@ -122,12 +118,11 @@ def migrate(conn: psycopg.Connection, timezone: str = DEFAULT_TZ,
         if pending:
             legacy = _legacy_tables(conn, pending)
             if legacy:
-                state = takeover_state(conn)
                 raise LegacySchemaError(
-                    "this database holds the old system's " + ", ".join(legacy) + f" ({state}). "
-                    "`migrate` never drops or rewrites existing data: take it over with "
-                    "`tchap-stats migrate-legacy` (`--dry-run` shows its plan first), or "
-                    "point DATABASE_URL at an empty database.", state)
+                    "this database holds the old system's " + ", ".join(legacy)
+                    + f" ({takeover_state(conn)}). `migrate` never drops or rewrites existing "
+                    "data: take it over with `tchap-stats migrate-legacy` (`--dry-run` shows "
+                    "its plan first), or point DATABASE_URL at an empty database.")
         conn.execute("CREATE SCHEMA IF NOT EXISTS tchap_stats")
         create_version_table(conn)
         for migration in migrations():

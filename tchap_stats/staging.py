@@ -55,8 +55,8 @@ TYPE_PROBLEMS = {
 # Every value as PostgreSQL's COPY text format reads it: its text, with backslashes, tabs,
 # newlines and carriage returns escaped (NULL is written as \N). PostgreSQL parses this
 # format faster than CSV: 0.37 s against 0.48 s for a day of 100,000 rows (docs/design.md,
-# "Loading a file"). Values rarely
-# hold those characters: testing first costs DuckDB a third of always replacing.
+# "Loading a file"). Values rarely hold those characters: testing first costs DuckDB a third
+# of always replacing.
 def _pg_text(value: str) -> str:
     """DuckDB SQL writing `value` as PostgreSQL's COPY text format reads it."""
     special = " OR ".join(f"contains({value}, {char})" for char in ("'\\'", "chr(9)", "chr(10)",
