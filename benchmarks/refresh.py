@@ -14,6 +14,8 @@ day, then the 1st, the 2nd and the 15th of the next):
                (its peak RSS from /usr/bin/time), reading the file from S3 (a moto server
                on loopback): load + summaries; then, not timed, `tchap-stats check` of the
                month up to the night, whose exit code is recorded (0: summaries exact).
+With --late-share, each night's file also holds late rows for the 7 days before it (the
+days between nights are filled without), as production files do.
 Shapes (benchmarks/sql/history.sql): `stable`, every device with a fixed user, agent,
 instance and domain; `churn`, 7 devices in 10 drawn again every day (a new device id and
 agent each day, the same users), so most (user, device) pairs of a day are new to its month.
@@ -80,6 +82,7 @@ from tchap_stats.summaries import refresh_changed  # noqa: E402
 
 HISTORY_START = date(2024, 12, 31)
 OVERLAP = 0.02  # share of a file's rows repeating the previous day's (identical) rows
+LATE_DAYS = 7  # a night's file holds late rows for as many days before it (--late-share)
 RESULTS = ROOT / "benchmarks" / "results"
 SHAPES = {"stable": 0, "churn": 7}  # tenths of the devices drawn again every day
 BUILDS = ("nightly", "bulk")
@@ -238,21 +241,26 @@ def build_legacy(conn: psycopg.Connection, population: Population, days: list[da
 
 
 def write_nightly_file(conn: psycopg.Connection, population: Population, day: date,
-                       path: Path) -> int:
+                       path: Path, late_share: float = 0.0) -> int:
     """The day's file as the exports are: the day's rows, a few rows of the day before
-    (identical to what that day holds), timestamps with their Paris offset."""
+    (identical to what that day holds), timestamps with their Paris offset; and, with
+    `late_share`, as many late rows (devices the day did not hold) for each of the
+    LATE_DAYS days before it, as production files have. A day k days back gets the k-th
+    slice of its devices beyond its own rows: the next night's late rows for it are new."""
     overlap = int(population.rows * OVERLAP)
-    query = sql.SQL(
-        "COPY (SELECT user_id, device_id, visit_ts, user_agent, instance, domain FROM {} "
-        "UNION ALL SELECT user_id, device_id, visit_ts, user_agent, instance, domain FROM {}) "
-        "TO STDOUT (FORMAT csv, HEADER true)").format(
-            population.visits(day), population.visits(day - timedelta(days=1), 0, overlap))
+    late = int(population.rows * late_share)
+    parts = [population.visits(day), population.visits(day - timedelta(days=1), 0, overlap)]
+    parts += [population.visits(day - timedelta(days=k), population.rows + (k - 1) * late, late)
+              for k in range(1, LATE_DAYS + 1) if late]
+    columns = sql.SQL("SELECT user_id, device_id, visit_ts, user_agent, instance, domain FROM ")
+    query = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER true)").format(
+        sql.SQL(" UNION ALL ").join(columns + part for part in parts))
     conn.execute("SET TimeZone = 'Europe/Paris'")
     with path.open("wb") as f, conn.cursor().copy(query) as copy:
         for chunk in copy:
             f.write(chunk)
     conn.execute("RESET TimeZone")
-    return population.rows + overlap
+    return population.rows + overlap + LATE_DAYS * late
 
 
 def quiet(url: str, timeout: float = 300.0) -> float:
@@ -521,6 +529,10 @@ def main() -> None:
     parser.add_argument("--shape", default="both",
                         type=lambda v: choices(v, tuple(SHAPES)),
                         help="stable, churn or both (default)")
+    parser.add_argument("--late-share", type=float, default=0.0, metavar="SHARE",
+                        help="each night's file also holds, for each of the 7 days before "
+                             "it, this share of a day's rows as late rows (devices that day "
+                             "did not hold), as production files do (default: 0, none)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="build in DIR and keep it (its PostgreSQL data directory can be "
                              "reused to replay nights; every database is kept); default: a "
@@ -594,7 +606,8 @@ def main() -> None:
                         build_log += fill(shape, conns, urls, legacy_conn, population, between)
                     history_days = (night - HISTORY_START).days
                     path = workdir / USER_DAILY_VISITS.file_name(night)
-                    file_rows = write_nightly_file(legacy_conn, population, night, path)
+                    file_rows = write_nightly_file(legacy_conn, population, night, path,
+                                                   args.late_share)
                     client.upload_file(str(path), BUCKET, path.name)
                     measured: dict[str, dict] = {}
                     for build in builds:
@@ -656,7 +669,8 @@ def main() -> None:
     print_matrix(rows, summary, total)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "refresh.json").write_text(json.dumps(
-        {"rows_per_day": args.rows_per_day, "histories": histories, "nights": kinds,
+        {"rows_per_day": args.rows_per_day, "late_share": args.late_share,
+         "histories": histories, "nights": kinds,
          "shapes": shapes, "builds": builds, "results": rows, "summary": summary,
          "targets": TARGETS, "history_builds": build_log, "cores": os.cpu_count(),
          "benchmark_seconds": total}, indent=2))

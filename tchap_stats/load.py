@@ -355,6 +355,10 @@ class DayWriter:
         export = self.export
         key_match = self._key_match()
         with hash_joins(self.conn):
+            if export.summarised is not None:
+                self.conn.execute(_statement(
+                    "late_rows.sql", **parts, incoming=incoming, key_match=key_match,
+                    beats=self._beats(file_wins)), params)
             replaced, rewritten = one(self.conn.execute(_statement(
                 "merge_delete_beaten.sql", **parts, incoming=incoming, key_match=key_match,
                 beats=self._beats(file_wins), changes=self._changes()), params))

@@ -118,6 +118,10 @@ class Plan:
     recomputed_months: list[date]  # ... recomputed from the raw table (the others: added to)
     added_days: list[date]  # days folded into the monthly summaries of the other months
     rolling_append: bool = False  # rolling counts appended to, rather than recomputed
+    # Days only added to (not fresh, no row gone): their late rows (tchap_stats.late_rows)
+    # are folded into the summaries rather than the days re-read whole.
+    grown_days: list[date] = field(default_factory=list)
+    fresh_days: list[date] = field(default_factory=list)  # no row of them summarised before
 
     @classmethod
     def full(cls, days: Iterable[date]) -> Plan:
@@ -134,7 +138,14 @@ class Plan:
         added = [c.day for c in changed if c.day.replace(day=1) not in recomputed]
         plan = cls.full(c.day for c in changed)
         plan.recomputed_months, plan.added_days = recomputed, added
+        plan.grown_days = [c.day for c in changed if not c.fresh and not c.rewritten]
+        plan.fresh_days = [c.day for c in changed if c.fresh]
         return plan
+
+    @property
+    def whole_days(self) -> list[date]:
+        """The days read whole from the raw table (the others: from their late rows)."""
+        return [d for d in self.days if d not in self.grown_days]
 
     def parameters(self) -> dict[str, object]:
         days = self.days
@@ -149,8 +160,10 @@ class Plan:
         return _month_parameters(self.recomputed_months)
 
     def added_parameters(self) -> dict[str, object]:
-        """The days the monthly group adds to their months."""
+        """The days the monthly group adds to their months: read from the raw table, or
+        from their late rows (grown_days)."""
         return {"days": self.added_days,
+                "grown_days": [d for d in self.added_days if d in self.grown_days],
                 "months": sorted({d.replace(day=1) for d in self.added_days})}
 
 
@@ -216,20 +229,39 @@ def recompute_daily(conn: psycopg.Connection, plan: Plan,
     _memory_for_a_day(conn)
     tables = _tables(targets)
     params = plan.parameters()
+    if plan.grown_days:
+        _fold_late_rows_daily(conn, plan)
+    whole = {**params, "days": plan.whole_days}
     staged: set[date] = set()
     for summary in (USER_VISITS_DAILY, ACTIVE_DAILY):
-        _timed(conn, summary.delete(tables[summary.table], "days"), params)
+        if not plan.whole_days:
+            break
+        _timed(conn, summary.delete(tables[summary.table], "days"), whole)
         moved: set[date] = set()
         if from_staging and summary in PREAGGREGATED:
             moved = {day for (day,) in _timed(conn, summary.statement("_from_staging"),
-                                              {"days": plan.days})}
+                                              {"days": plan.whole_days})}
             staged |= moved
-        from_raw = [d for d in plan.days if d not in moved]
+        from_raw = [d for d in plan.whole_days if d not in moved]
         if from_raw:
             _timed(conn, summary.statement(target=tables[summary.table]),
-                   {**params, "days": from_raw})
+                   {**whole, "days": from_raw})
     _rolling(conn, plan, params, tables["active_rolling_30d"], redirected=bool(targets))
     return sorted(staged)
+
+
+def _fold_late_rows_daily(conn: psycopg.Connection, plan: Plan) -> None:
+    """The grown days' late rows into user_visits_daily and active_daily, and, when the
+    rolling window is appended to, into its counts and the state appending starts from
+    (otherwise the window is recomputed from user_visits_daily after this). What each
+    user gained is read before user_visits_daily is added to."""
+    grown = {"days": plan.grown_days}
+    _run_file(conn, "late_gained.sql", grown)
+    if plan.rolling_append:
+        _run_file(conn, "active_rolling_30d_late.sql", grown)
+        _run_script(conn, "rolling_last_active_late.sql", grown)
+    _run_script(conn, "user_visits_daily_late.sql", grown)
+    _run_file(conn, "active_daily_late.sql", grown)
 
 
 def recompute_monthly(conn: psycopg.Connection, plan: Plan,
@@ -258,14 +290,18 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
     if plan.added_days:  # never with targets: check recomputes every month
         # Adds to user_devices_monthly and counts what it added into active_monthly.
         added = plan.added_parameters()
+        # A day's raw rows are one per user and device; its late rows may hold a key twice
+        # (added by a load, then replaced by an earlier visit).
         one_day_a_month = len({d.replace(day=1) for d in plan.added_days}) == len(plan.added_days)
-        distinct = sql.SQL("" if one_day_a_month else "DISTINCT")
+        distinct = sql.SQL("" if one_day_a_month and not added["grown_days"] else "DISTINCT")
+        day_rows = sql.SQL(_reading_raw((SUMMARIES_SQL / "added_day_rows.sql").read_text()))
         new_tuples = sql.SQL(_reading_raw((SUMMARIES_SQL / (
             f"user_devices_monthly_new_by_{_new_tuples_by(conn, added)}.sql")).read_text())
-            ).format(distinct=distinct)
+            ).format(distinct=distinct, day_rows=day_rows)
         _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples,
                                                     distinct=distinct), added)
-        _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"]), added)
+        _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"],
+                                           day_rows=day_rows), added)
 
 
 # Above this many device tuples a month holds per row of the days added to it, each day
@@ -278,9 +314,10 @@ def _new_tuples_by(conn: psycopg.Connection, added: Mapping[str, Any]) -> str:
     """How user_devices_monthly_add.sql finds the days' new tuples: "hash" or "lookup".
     The month's tuples are its distinct devices (active_monthly); the days' rows are
     estimated from the statistics _analyze_raw has just brought up to date (a month's days
-    are its day column's most common values), not counted (a second read of the days)."""
+    are its day column's most common values), not counted (a second read of the days);
+    a grown day's rows are its late rows, counted."""
     partitions = [partition_name(USER_DAILY_VISITS_EXPORT, m) for m in added["months"]]
-    held, rows = one(conn.execute(
+    held, rows, late = one(conn.execute(
         "SELECT (SELECT coalesce(sum(devices), 0) FROM tchap_stats.active_monthly "
         "        WHERE dimension = 'overall' AND month = ANY(%(months)s::date[])), "
         "       (SELECT coalesce(sum(c.reltuples * f.freq), 0) "
@@ -290,10 +327,13 @@ def _new_tuples_by(conn: psycopg.Connection, added: Mapping[str, Any]) -> str:
         "        CROSS JOIN LATERAL unnest(s.most_common_vals::text::date[], "
         "                                  s.most_common_freqs) AS f(day, freq) "
         "        WHERE s.schemaname = %(schema)s AND s.tablename = ANY(%(partitions)s) "
-        "          AND s.attname = %(column)s AND f.day = ANY(%(days)s::date[]))",
+        "          AND s.attname = %(column)s AND f.day = ANY(%(days)s::date[]) "
+        "          AND f.day <> ALL(%(grown_days)s::date[])), "
+        "       (SELECT count(*) FROM tchap_stats.late_rows "
+        "        WHERE summary_group = 'monthly' AND visit_date = ANY(%(grown_days)s::date[]))",
         {**added, "schema": _raw_schema.get(), "partitions": partitions,
          "column": DAY_COLUMN}))
-    return "lookup" if float(held) > LOOKUP_ABOVE * float(rows) else "hash"
+    return "lookup" if float(held) > LOOKUP_ABOVE * (float(rows) + late) else "hash"
 
 
 def _rolling(conn: psycopg.Connection, plan: Plan, params: Mapping[str, object],
@@ -302,7 +342,7 @@ def _rolling(conn: psycopg.Connection, plan: Plan, params: Mapping[str, object],
         # Appending reads single days of user_visits_daily, which its statistics estimate
         # well once they exist; re-analyzing it nightly would cost more as history grows.
         _analyze_if_stale(conn, "tchap_stats", "user_visits_daily")
-        for day in plan.days:  # in date order: each day's latest days follow the last ones
+        for day in plan.fresh_days:  # in date order: each follows the latest day held
             # The rewrite full-joins 80,000 rows with the day's: hashing them takes half the
             # time of sorting both on their text keys, which the planner would pick.
             with local_setting(conn, "enable_mergejoin", "off"):
@@ -387,31 +427,36 @@ def _recompute_mostly_new_months(conn: psycopg.Connection, plan: Plan) -> None:
     recompute of a month's first two nights measured no faster (the 1st) or slower (the
     2nd, 5.2 to 7.8 s against 2.8 s: benchmarks/README.md). Held days are those with
     user_visits_daily rows, the plan's days aside (the daily group, beside, may have
-    written them already)."""
+    written them already); grown days were held (only their late rows are added)."""
     for month in sorted({d.replace(day=1) for d in plan.added_days}):
-        added = [d for d in plan.added_days if d.replace(day=1) == month]
+        added = [d for d in plan.added_days
+                 if d.replace(day=1) == month and d not in plan.grown_days]
         first, end = month_bounds(month)
         held = one(conn.execute(
             "SELECT count(*) FROM generate_series(%s::date, %s::date - 1, '1 day') AS d(day) "
             "WHERE d.day <> ALL(%s::date[]) AND EXISTS "
             "(SELECT FROM tchap_stats.user_visits_daily AS v WHERE v.day = d.day::date)",
-            (first, end, plan.days)))[0]
+            (first, end, plan.whole_days)))[0]
         if len(added) > 1 and len(added) >= held:
             plan.recomputed_months = sorted({*plan.recomputed_months, month})
             plan.added_days = [d for d in plan.added_days if d.replace(day=1) != month]
 
 
-def _can_append_rolling(conn: psycopg.Connection, changed: list[ChangedDay]) -> bool:
-    """Appending is exact when every changed day is fresh and later than every day the
-    summaries held, and rolling_last_active is up to date with the latest of those."""
-    if not changed or not all(c.fresh for c in changed):
+def _can_append_rolling(conn: psycopg.Connection, plan: Plan) -> bool:
+    """Appending is exact when each changed day is either fresh and later than every day
+    the summaries held, or grown (its late rows folded in first) and not later, and
+    rolling_last_active is up to date with the latest day held."""
+    fresh, grown = plan.fresh_days, plan.grown_days
+    if not plan.days or len(fresh) + len(grown) < len(plan.days):
         return False
-    days = [c.day for c in changed]
     held_until, through = one(conn.execute(
         "SELECT (SELECT max(day) FROM tchap_stats.user_visits_daily "
         "        WHERE day <> ALL(%(days)s::date[])), "
-        "       (SELECT through_day FROM tchap_stats.rolling_state)", {"days": days}))
-    return held_until == through and (held_until is None or held_until < min(days))
+        "       (SELECT through_day FROM tchap_stats.rolling_state)", {"days": fresh}))
+    if held_until != through:
+        return False
+    return held_until is None or (min(fresh, default=date.max) > held_until
+                                  and max(grown, default=date.min) <= held_until)
 
 
 def _run_file(conn: psycopg.Connection, name: str, params: Mapping[str, object]
@@ -442,6 +487,8 @@ def _timed(conn: psycopg.Connection, statement: sql.SQL | sql.Composed,
 def _consume(conn: psycopg.Connection, group: str, days: list[date]) -> None:
     conn.execute("DELETE FROM tchap_stats.summary_queue "
                  "WHERE summary_group = %s AND day = ANY(%s)", (group, days))
+    conn.execute("DELETE FROM tchap_stats.late_rows "
+                 "WHERE summary_group = %s AND visit_date = ANY(%s)", (group, days))
     for summary in PREAGGREGATED:
         if summary.group == group:
             conn.execute(sql.SQL("DELETE FROM {} WHERE day = ANY(%s)").format(
@@ -453,6 +500,28 @@ def _lock_groups(conn: psycopg.Connection, groups: Iterable[str]) -> None:
     for group in sorted(groups, key=GROUPS.index):
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)",
                      (_REFRESH_LOCK, GROUPS.index(group)))
+
+
+# Above this share of a day's rows (its devices), a grown day's new rows are not folded
+# in one by one: the day is re-read whole (a backfill loading a day a second time).
+LATE_SHARE = 0.25
+
+
+def _foldable(conn: psycopg.Connection, grown: list[date]) -> list[date]:
+    """The grown days whose late rows are few enough to fold into the daily summaries."""
+    if not grown:
+        return []
+    too_many = {day for (day,) in conn.execute(
+        "SELECT l.visit_date FROM (SELECT visit_date, count(*) AS rows "
+        "                          FROM tchap_stats.late_rows "
+        "                          WHERE summary_group = 'daily' AND new_key "
+        "                            AND visit_date = ANY(%(days)s::date[]) "
+        "                          GROUP BY 1) AS l "
+        "LEFT JOIN tchap_stats.active_daily AS a "
+        "  ON a.day = l.visit_date AND a.dimension = 'overall' AND a.value = '' "
+        "WHERE a.devices IS NULL OR l.rows > %(share)s * a.devices",
+        {"days": grown, "share": LATE_SHARE})}
+    return [d for d in grown if d not in too_many]
 
 
 def _hand_out(conn: psycopg.Connection) -> None:
@@ -477,7 +546,8 @@ def _refresh_group(conn: psycopg.Connection, group: str) -> RefreshReport:
             "WHERE summary_group = %s ORDER BY day FOR UPDATE", (group,))]
         plan = Plan.incremental(changed)
         if group == DAILY:
-            plan.rolling_append = _can_append_rolling(conn, changed)
+            plan.grown_days = _foldable(conn, plan.grown_days)
+            plan.rolling_append = _can_append_rolling(conn, plan)
             report.preaggregated_days = recompute_daily(conn, plan, from_staging=True)
             report.rolling_append = plan.rolling_append
         else:
@@ -539,6 +609,8 @@ def refresh_range(conn: psycopg.Connection, first: date, last: date) -> RefreshR
         # day of its own for the next refresh, rather than one this one deletes unseen.
         conn.execute("DELETE FROM tchap_stats.changed_days WHERE export = %s "
                      "AND day = ANY(%s)", (EXPORT, plan.days))
+        conn.execute("DELETE FROM tchap_stats.late_rows WHERE summary_group IS NULL "
+                     "AND visit_date = ANY(%s)", (plan.days,))
         for group in GROUPS:
             _consume(conn, group, plan.days)
         recompute(conn, plan)

@@ -25,16 +25,19 @@ FIRST, LAST = date(2024, 10, 27), date(2024, 11, 3)  # across a DST change and a
 DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
 
 
-@pytest.fixture(params=[(True, 0.0), (False, math.inf)],
-                ids=["preaggregated-by-duckdb,monthly-by-lookup",
-                     "recomputed-by-postgresql,monthly-by-hash"])
+@pytest.fixture(params=[(True, 0.0, math.inf), (False, math.inf, 0.0)],
+                ids=["preaggregated-by-duckdb,monthly-by-lookup,late-rows-folded",
+                     "recomputed-by-postgresql,monthly-by-hash,grown-days-re-read"])
 def both_paths(request, settings, monkeypatch):
     """The invariant tests run twice: with a new day's active_daily pre-aggregated by DuckDB
-    while staging (the default), and recomputed by PostgreSQL; and with the monthly
+    while staging (the default), and recomputed by PostgreSQL; with the monthly
     summaries' new tuples found by looking each day tuple up, then by hashing the month's
-    (which the size of the month chooses in production: summaries.LOOKUP_ABOVE)."""
-    preaggregate, lookup_above = request.param
+    (which the size of the month chooses in production: summaries.LOOKUP_ABOVE); and with
+    the rows loads add to days already summarised folded into the daily summaries, then
+    their days re-read whole (which their share of the day chooses: summaries.LATE_SHARE)."""
+    preaggregate, lookup_above, late_share = request.param
     monkeypatch.setattr(summaries, "LOOKUP_ABOVE", lookup_above)
+    monkeypatch.setattr(summaries, "LATE_SHARE", late_share)
     return dataclasses.replace(settings, preaggregate=preaggregate)
 
 
@@ -69,8 +72,8 @@ def test_incremental_summaries_equal_a_full_recompute(both_paths, database_url, 
 def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
         both_paths, database_url, db, exports_dir, tmp_path):
     """The nightly case adds to the monthly and rolling summaries without re-reading them;
-    a late row re-reads the rolling window; a duplicate that wins re-reads its month.
-    After each run the summaries equal a full recompute."""
+    a late row is folded into them too (its day is not re-read); a duplicate that wins
+    re-reads its month. After each run the summaries equal a full recompute."""
     generate(FIRST, LAST, str(exports_dir), Options(rows_per_day=300, seed=11, overlap=0.1,
                                                      late=0.0, malformed=0.0))
     for day in DAYS:
@@ -94,8 +97,9 @@ def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
     late_day, next_day = FIRST + timedelta(days=1), LAST + timedelta(days=1)
     late = run(next_day, [("@late", "L1", f"{late_day} 10:00:00+02", web, "i", "d.fr"),
                           ("@n", "N1", f"{next_day} 10:00:00+01", web, "i", "d.fr")])
+    folded = summaries.LATE_SHARE > 0  # otherwise the late day is re-read whole
     assert (late.days, late.recomputed_months, late.rolling_append) == (
-        [late_day, next_day], [], False)
+        [late_day, next_day], [], folded)
     # The late row joins a day that held rows: only next_day came whole from its file.
     assert late.preaggregated_days == ([next_day] if both_paths.preaggregate else [])
     assert check(db, FIRST, next_day)[0] == 0
@@ -112,6 +116,57 @@ def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
     nightly = run(next_day + timedelta(days=2),
                   [("@n", "N1", f"{next_day + timedelta(days=2)} 10:00:00+01", web, "i", "d.fr")])
     assert nightly.rolling_append and check(db, FIRST, next_day + timedelta(days=2))[0] == 0
+
+
+def test_late_rows_are_folded_into_days_months_and_the_rolling_window(
+        both_paths, database_url, db, tmp_path):
+    """A night's file holding late rows for days already summarised (as every production
+    file does, for the 7 days before it), on days around a month's end: users gaining a
+    value on a late day, with activity before it, after it, on two late days, or already
+    there that day; an earlier visit replacing a stored one. Each night's summaries equal a
+    full recompute, and the night after folds in as usual."""
+    web, mobile = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Tchap/2.0 (Android 13)"
+    start = date(2024, 10, 20)
+
+    def at(offset: int, hour: str = "10:00:00+01") -> str:
+        return f"{start + timedelta(days=offset)} {hour}"
+
+    def night(offset: int, rows: list[tuple]):
+        directory = tmp_path / f"night{offset}"
+        directory.mkdir()
+        write_file(directory, start + timedelta(days=offset), rows)
+        report = load(both_paths, database_url, directory, [start + timedelta(days=offset)])
+        assert report.refresh_error is None, report.refresh_error
+        return report.refresh
+
+    history = {0: [("@a", "A1", at(0), web, "i1", "d.fr"),
+                   ("@z", "Z1", at(0), mobile, "i2", "e.fr")],
+               2: [("@a", "A1", at(2), web, "i1", "d.fr")],
+               5: [("@c", "C1", at(5), web, "i1", "d.fr")]}
+    for offset in range(13):
+        rows = history.get(offset, []) + [("@x", "X1", at(offset), web, "i1", "d.fr")]
+        night(offset, rows)
+    last = start + timedelta(days=12)
+    assert check(db, start, last)[0] == 0
+    late = night(13, [
+        ("@x", "X1", at(13), web, "i1", "d.fr"),  # the night's own day
+        ("@a", "A2", at(4), web, "i1", "d.fr"),  # covered by day 2 already
+        ("@b", "B1", at(3), mobile, "i2", "e.fr"),  # new user, on two late days
+        ("@b", "B1", at(9), mobile, "i2", "e.fr"),
+        ("@c", "C2", at(4), mobile, "i1", "d.fr"),  # new platform; active the day after
+        ("@x", "X2", at(11), web, "i1", "d.fr"),  # one more device, nothing else new
+        ("@x", "X1", at(9, "08:00:00+01"), web, "i1", "d.fr"),  # an earlier visit
+        ("@n", "N1", at(12), mobile, "i3", "f.fr"),  # a new user the latest day held
+    ])
+    grown = sorted(start + timedelta(days=o) for o in (3, 4, 9, 11, 12))
+    assert late.days == [*grown, start + timedelta(days=13)]
+    assert (late.recomputed_months, late.rolling_append) == ([], summaries.LATE_SHARE > 0)
+    assert check(db, start, start + timedelta(days=13))[0] == 0
+    assert db.execute("SELECT count(*) FROM tchap_stats.late_rows").fetchone()[0] == 0
+    after = night(14, [("@x", "X1", at(14), web, "i1", "d.fr"),
+                       ("@b", "B1", at(14), web, "i2", "e.fr")])
+    assert after.rolling_append
+    assert check(db, start, start + timedelta(days=14))[0] == 0
 
 
 def test_two_load_orders_give_the_same_summaries(both_paths, database_url, db, exports_dir):

@@ -1,8 +1,9 @@
 -- For user_devices_monthly_add.sql: the tuples of the days in %(days)s that their month
 -- does not hold, each day tuple looked up by (month, user, device) (a night whose month
 -- holds many more tuples than the days bring), with what the month held of its device.
--- {distinct}: DISTINCT when two of the days share a month (a day's rows are one per user
--- and device, so one day's tuples are distinct already).
+-- {distinct}: DISTINCT when two of the days share a month, or a grown day's late rows are
+-- read (a day's raw rows are one per user and device: one day's tuples are distinct).
+-- The days' rows: added_day_rows.sql.
 SELECT month, user_id, device_id, instance, domain, device_type, platform, device_known,
        device_instance, device_domain, device_platform
 FROM (
@@ -13,8 +14,7 @@ FROM (
     FROM (
         SELECT {distinct} date_trunc('month', visit_date)::date AS month, user_id, device_id,
                instance, domain, device_type, platform
-        FROM public.user_daily_visits
-        WHERE visit_date = ANY(%(days)s::date[])
+        FROM {day_rows} AS day_rows
     ) AS t
     CROSS JOIN LATERAL (
         SELECT bool_or(m.instance = t.instance AND m.domain = t.domain

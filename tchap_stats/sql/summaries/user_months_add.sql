@@ -12,8 +12,8 @@ WITH candidate AS (
                         date_trunc('month', visit_date))
            user_id, date_trunc('month', visit_date)::date AS month, instance, domain,
            visit_ts
-    FROM public.user_daily_visits
-    WHERE visit_date = ANY(%(days)s::date[]) AND device_type <> 'Autre'
+    FROM {day_rows} AS day_rows
+    WHERE device_type <> 'Autre'
     ORDER BY hashtextextended(user_id, 0), user_id, date_trunc('month', visit_date),
              visit_ts, instance COLLATE "C", domain COLLATE "C"
 ), changes AS MATERIALIZED (
