@@ -89,7 +89,9 @@ DAILY, MONTHLY = "daily", "monthly"
 GROUPS = (DAILY, MONTHLY)
 USER_VISITS_DAILY = Summary("user_visits_daily", "day", DAILY)
 USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month", MONTHLY)
-USER_MONTHS = Summary("user_months", "month", MONTHLY)
+# Monthly, but refreshed with the daily group: it reads no other summary, and the monthly
+# group's additions take longer (the two groups' halves of a night then take about as long).
+USER_MONTHS = Summary("user_months", "month", DAILY)
 # From user_devices_monthly; added to by user_devices_monthly_add.sql (migration 013).
 USER_VALUES_MONTHLY = Summary("user_values_monthly", "month", MONTHLY)
 ACTIVE_DAILY = Summary("active_daily", "day", DAILY)
@@ -247,7 +249,26 @@ def recompute_daily(conn: psycopg.Connection, plan: Plan,
             _timed(conn, summary.statement(target=tables[summary.table]),
                    {**whole, "days": from_raw})
     _rolling(conn, plan, params, tables["active_rolling_30d"], redirected=bool(targets))
+    _user_months(conn, plan, tables["user_months"])
     return sorted(staged)
+
+
+def _user_months(conn: psycopg.Connection, plan: Plan, target: sql.Composable) -> None:
+    """user_months, recomputed for the plan's recomputed months, added to for its added
+    days (their rows: added_day_rows.sql)."""
+    if plan.recomputed_months:
+        recomputed = plan.recomputed_parameters()
+        _timed(conn, USER_MONTHS.delete(target, "months"), recomputed)
+        _timed(conn, USER_MONTHS.statement(target=target), recomputed)
+    if plan.added_days:  # never with targets: check recomputes every month
+        _timed(conn, USER_MONTHS.statement("_add", target=target,
+                                           day_rows=_added_day_rows(DAILY)),
+               plan.added_parameters())
+
+
+def _added_day_rows(group: str) -> sql.Composed:
+    return sql.SQL(_reading_raw((SUMMARIES_SQL / "added_day_rows.sql").read_text())).format(
+        group=sql.Literal(group))
 
 
 def _fold_late_rows_daily(conn: psycopg.Connection, plan: Plan) -> None:
@@ -266,18 +287,17 @@ def _fold_late_rows_daily(conn: psycopg.Connection, plan: Plan) -> None:
 
 def recompute_monthly(conn: psycopg.Connection, plan: Plan,
                       targets: dict[str, sql.Composable] | None = None) -> None:
-    """The monthly group: user_devices_monthly, user_months and active_monthly, recomputed
-    for the plan's recomputed months, added to for its added days."""
+    """The monthly group: user_devices_monthly, user_values_monthly and active_monthly,
+    recomputed for the plan's recomputed months, added to for its added days."""
     if not plan.days:
         return
     _memory_for_a_day(conn)
     tables = _tables(targets)
     if plan.recomputed_months:
         recomputed = plan.recomputed_parameters()
-        for summary in (USER_DEVICES_MONTHLY, USER_MONTHS):
-            target = tables[summary.table]
-            _timed(conn, summary.delete(target, "months"), recomputed)
-            _timed(conn, summary.statement(target=target), recomputed)
+        target = tables["user_devices_monthly"]
+        _timed(conn, USER_DEVICES_MONTHLY.delete(target, "months"), recomputed)
+        _timed(conn, USER_DEVICES_MONTHLY.statement(target=target), recomputed)
         _timed(conn, USER_VALUES_MONTHLY.delete(tables["user_values_monthly"], "months"),
                recomputed)
         _timed(conn, USER_VALUES_MONTHLY.statement(
@@ -294,14 +314,11 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
         # (added by a load, then replaced by an earlier visit).
         one_day_a_month = len({d.replace(day=1) for d in plan.added_days}) == len(plan.added_days)
         distinct = sql.SQL("" if one_day_a_month and not added["grown_days"] else "DISTINCT")
-        day_rows = sql.SQL(_reading_raw((SUMMARIES_SQL / "added_day_rows.sql").read_text()))
         new_tuples = sql.SQL(_reading_raw((SUMMARIES_SQL / (
             f"user_devices_monthly_new_by_{_new_tuples_by(conn, added)}.sql")).read_text())
-            ).format(distinct=distinct, day_rows=day_rows)
+            ).format(distinct=distinct, day_rows=_added_day_rows(MONTHLY))
         _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples,
                                                     distinct=distinct), added)
-        _timed(conn, USER_MONTHS.statement("_add", target=tables["user_months"],
-                                           day_rows=day_rows), added)
 
 
 # Above this many device tuples a month holds per row of the days added to it, each day
@@ -545,13 +562,13 @@ def _refresh_group(conn: psycopg.Connection, group: str) -> RefreshReport:
             "SELECT day, fresh, rewritten FROM tchap_stats.summary_queue "
             "WHERE summary_group = %s ORDER BY day FOR UPDATE", (group,))]
         plan = Plan.incremental(changed)
+        _recompute_mostly_new_months(conn, plan)
         if group == DAILY:
             plan.grown_days = _foldable(conn, plan.grown_days)
             plan.rolling_append = _can_append_rolling(conn, plan)
             report.preaggregated_days = recompute_daily(conn, plan, from_staging=True)
             report.rolling_append = plan.rolling_append
         else:
-            _recompute_mostly_new_months(conn, plan)
             recompute_monthly(conn, plan)
             report.months, report.recomputed_months = plan.months, plan.recomputed_months
         _consume(conn, group, plan.days)

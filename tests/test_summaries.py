@@ -474,7 +474,7 @@ def test_a_day_above_the_preaggregation_bound_is_recomputed(settings, database_u
 def test_a_group_that_fails_keeps_its_days_and_the_other_group_commits(
         settings, database_url, db, exports_dir):
     generate(FIRST, FIRST, str(exports_dir), Options(rows_per_day=200))
-    db.execute("ALTER TABLE tchap_stats.user_months "
+    db.execute("ALTER TABLE tchap_stats.user_devices_monthly "
                "ADD CONSTRAINT refuse_every_row CHECK (false) NOT VALID")
     failed = load(settings, database_url, exports_dir, [FIRST])
     # The load is reported loaded; the refresh's failure is the run's, and exits 1.
@@ -484,8 +484,8 @@ def test_a_group_that_fails_keeps_its_days_and_the_other_group_commits(
                          ).fetchall()
     assert waiting == [("monthly",)]  # the daily group committed its days
     assert db.execute("SELECT count(*) FROM tchap_stats.user_visits_daily").fetchone()[0] > 0
-    assert db.execute("SELECT count(*) FROM tchap_stats.user_months").fetchone()[0] == 0
-    db.execute("ALTER TABLE tchap_stats.user_months DROP CONSTRAINT refuse_every_row")
+    assert db.execute("SELECT count(*) FROM tchap_stats.user_devices_monthly").fetchone()[0] == 0
+    db.execute("ALTER TABLE tchap_stats.user_devices_monthly DROP CONSTRAINT refuse_every_row")
     report = refresh_changed(db, database_url)
     assert FIRST in report.days and report.months == [FIRST.replace(day=1)]
     assert db.execute("SELECT count(*) FROM tchap_stats.summary_queue").fetchone()[0] == 0
