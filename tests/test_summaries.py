@@ -169,6 +169,30 @@ def test_late_rows_are_folded_into_days_months_and_the_rolling_window(
     assert check(db, start, start + timedelta(days=14))[0] == 0
 
 
+def test_a_recompute_leaves_no_late_rows_for_a_later_refresh(settings, database_url, db,
+                                                              tmp_path):
+    """Late rows loaded with --no-refresh, then `refresh --from/--to` over their day: the
+    recompute saw them, so they must not be folded in again when the day next grows."""
+    web = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+    day = date(2024, 11, 10)
+
+    def night(name: str, file_day: date, rows: list[tuple], **options):
+        directory = tmp_path / name
+        directory.mkdir()
+        write_file(directory, file_day, rows)
+        return load(settings, database_url, directory, [file_day], **options)
+
+    night("1", day, [("@a", "A1", f"{day} 10:00:00+01", web, "i", "d.fr")])
+    after = day + timedelta(days=1)
+    night("2", after, [("@b", "B1", f"{day} 11:00:00+01", web, "i", "d.fr")],
+          refresh_summaries=False)
+    assert db.execute("SELECT count(*) FROM tchap_stats.late_rows").fetchone()[0] == 1
+    refresh_range(db, day, day)
+    assert db.execute("SELECT count(*) FROM tchap_stats.late_rows").fetchone()[0] == 0
+    night("3", after, [("@c", "C1", f"{day} 12:00:00+01", web, "i", "d.fr")], force=True)
+    assert check(db, day, after)[0] == 0
+
+
 def test_two_load_orders_give_the_same_summaries(both_paths, database_url, db, exports_dir):
     generate(FIRST, LAST, str(exports_dir),
              Options(rows_per_day=300, seed=9, overlap=0.2, late=0.05))
