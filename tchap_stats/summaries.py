@@ -124,6 +124,9 @@ class Plan:
     # are folded into the summaries rather than the days re-read whole.
     grown_days: list[date] = field(default_factory=list)
     fresh_days: list[date] = field(default_factory=list)  # no row of them summarised before
+    # Grown days whose late rows are also folded into user_visits_daily and active_daily
+    # (the daily group; the others are re-read whole there).
+    folded_days: list[date] = field(default_factory=list)
 
     @classmethod
     def full(cls, days: Iterable[date]) -> Plan:
@@ -146,8 +149,8 @@ class Plan:
 
     @property
     def whole_days(self) -> list[date]:
-        """The days read whole from the raw table (the others: from their late rows)."""
-        return [d for d in self.days if d not in self.grown_days]
+        """The days whose user_visits_daily and active_daily rows are recomputed."""
+        return [d for d in self.days if d not in self.folded_days]
 
     def parameters(self) -> dict[str, object]:
         days = self.days
@@ -232,7 +235,7 @@ def recompute_daily(conn: psycopg.Connection, plan: Plan,
     tables = _tables(targets)
     params = plan.parameters()
     if plan.grown_days:
-        _fold_late_rows_daily(conn, plan)
+        _fold_late_rows_daily(conn, plan)  # before user_visits_daily changes
     whole = {**params, "days": plan.whole_days}
     staged: set[date] = set()
     for summary in (USER_VISITS_DAILY, ACTIVE_DAILY):
@@ -272,17 +275,21 @@ def _added_day_rows(group: str) -> sql.Composed:
 
 
 def _fold_late_rows_daily(conn: psycopg.Connection, plan: Plan) -> None:
-    """The grown days' late rows into user_visits_daily and active_daily, and, when the
-    rolling window is appended to, into its counts and the state appending starts from
-    (otherwise the window is recomputed from user_visits_daily after this). What each
-    user gained is read before user_visits_daily is added to."""
+    """The grown days' late rows, when the rolling window is appended to, into its counts
+    and the state appending starts from (otherwise the window is recomputed from
+    user_visits_daily after this); those of the folded days into user_visits_daily and
+    active_daily. What each user gained is read before user_visits_daily changes."""
+    if not plan.rolling_append and not plan.folded_days:
+        return
     grown = {"days": plan.grown_days}
     _run_file(conn, "late_gained.sql", grown)
     if plan.rolling_append:
         _run_file(conn, "active_rolling_30d_late.sql", grown)
         _run_script(conn, "rolling_last_active_late.sql", grown)
-    _run_script(conn, "user_visits_daily_late.sql", grown)
-    _run_file(conn, "active_daily_late.sql", grown)
+    if plan.folded_days:
+        folded = {"days": plan.folded_days}
+        _run_script(conn, "user_visits_daily_late.sql", folded)
+        _run_file(conn, "active_daily_late.sql", folded)
 
 
 def recompute_monthly(conn: psycopg.Connection, plan: Plan,
@@ -520,12 +527,15 @@ def _lock_groups(conn: psycopg.Connection, groups: Iterable[str]) -> None:
 
 
 # Above this share of a day's rows (its devices), a grown day's new rows are not folded
-# in one by one: the day is re-read whole (a backfill loading a day a second time).
+# into user_visits_daily and active_daily one by one: the day is re-read whole there (a
+# backfill loading a day a second time, a day that held only late rows). The rolling
+# window still folds them in: recomputing it would read 30 days.
 LATE_SHARE = 0.25
 
 
 def _foldable(conn: psycopg.Connection, grown: list[date]) -> list[date]:
-    """The grown days whose late rows are few enough to fold into the daily summaries."""
+    """The grown days whose late rows are few enough to fold into user_visits_daily and
+    active_daily."""
     if not grown:
         return []
     too_many = {day for (day,) in conn.execute(
@@ -564,7 +574,7 @@ def _refresh_group(conn: psycopg.Connection, group: str) -> RefreshReport:
         plan = Plan.incremental(changed)
         _recompute_mostly_new_months(conn, plan)
         if group == DAILY:
-            plan.grown_days = _foldable(conn, plan.grown_days)
+            plan.folded_days = _foldable(conn, plan.grown_days)
             plan.rolling_append = _can_append_rolling(conn, plan)
             report.preaggregated_days = recompute_daily(conn, plan, from_staging=True)
             report.rolling_append = plan.rolling_append

@@ -27,14 +27,15 @@ DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
 
 @pytest.fixture(params=[(True, 0.0, math.inf), (False, math.inf, 0.0)],
                 ids=["preaggregated-by-duckdb,monthly-by-lookup,late-rows-folded",
-                     "recomputed-by-postgresql,monthly-by-hash,grown-days-re-read"])
+                     "recomputed-by-postgresql,monthly-by-hash,grown-days-re-read-daily"])
 def both_paths(request, settings, monkeypatch):
     """The invariant tests run twice: with a new day's active_daily pre-aggregated by DuckDB
     while staging (the default), and recomputed by PostgreSQL; with the monthly
     summaries' new tuples found by looking each day tuple up, then by hashing the month's
     (which the size of the month chooses in production: summaries.LOOKUP_ABOVE); and with
-    the rows loads add to days already summarised folded into the daily summaries, then
-    their days re-read whole (which their share of the day chooses: summaries.LATE_SHARE)."""
+    the rows loads add to days already summarised folded into user_visits_daily and
+    active_daily, then their days re-read whole there (which their share of the day
+    chooses: summaries.LATE_SHARE; the rolling window folds them in either way)."""
     preaggregate, lookup_above, late_share = request.param
     monkeypatch.setattr(summaries, "LOOKUP_ABOVE", lookup_above)
     monkeypatch.setattr(summaries, "LATE_SHARE", late_share)
@@ -97,9 +98,8 @@ def test_nightly_days_are_added_and_late_or_conflicting_rows_recomputed(
     late_day, next_day = FIRST + timedelta(days=1), LAST + timedelta(days=1)
     late = run(next_day, [("@late", "L1", f"{late_day} 10:00:00+02", web, "i", "d.fr"),
                           ("@n", "N1", f"{next_day} 10:00:00+01", web, "i", "d.fr")])
-    folded = summaries.LATE_SHARE > 0  # otherwise the late day is re-read whole
     assert (late.days, late.recomputed_months, late.rolling_append) == (
-        [late_day, next_day], [], folded)
+        [late_day, next_day], [], True)
     # The late row joins a day that held rows: only next_day came whole from its file.
     assert late.preaggregated_days == ([next_day] if both_paths.preaggregate else [])
     assert check(db, FIRST, next_day)[0] == 0
@@ -160,7 +160,7 @@ def test_late_rows_are_folded_into_days_months_and_the_rolling_window(
     ])
     grown = sorted(start + timedelta(days=o) for o in (3, 4, 9, 11, 12))
     assert late.days == [*grown, start + timedelta(days=13)]
-    assert (late.recomputed_months, late.rolling_append) == ([], summaries.LATE_SHARE > 0)
+    assert (late.recomputed_months, late.rolling_append) == ([], True)
     assert check(db, start, start + timedelta(days=13))[0] == 0
     assert db.execute("SELECT count(*) FROM tchap_stats.late_rows").fetchone()[0] == 0
     after = night(14, [("@x", "X1", at(14), web, "i1", "d.fr"),

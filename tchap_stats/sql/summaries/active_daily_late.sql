@@ -6,6 +6,7 @@ SELECT day, dimension, value, sum(users), sum(devices)
 FROM (
     SELECT day, dimension, value, count(*) AS users, 0 AS devices
     FROM late_gained
+    WHERE day = ANY(%(days)s::date[])
     GROUP BY 1, 2, 3
     UNION ALL
     SELECT l.visit_date, d.dimension, d.value, 0, count(*)
