@@ -167,8 +167,9 @@ class Plan:
     def added_parameters(self) -> dict[str, object]:
         """The days the monthly group adds to their months: read from the raw table, or
         from their late rows (grown_days)."""
-        return {"days": self.added_days,
-                "grown_days": [d for d in self.added_days if d in self.grown_days],
+        grown = [d for d in self.added_days if d in self.grown_days]
+        return {"days": self.added_days, "grown_days": grown,
+                "raw_days": [d for d in self.added_days if d not in grown],
                 "months": sorted({d.replace(day=1) for d in self.added_days})}
 
 
