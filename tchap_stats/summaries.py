@@ -164,13 +164,14 @@ class Plan:
         """The months the monthly group recomputes."""
         return _month_parameters(self.recomputed_months)
 
-    def added_parameters(self) -> dict[str, object]:
-        """The days the monthly group adds to their months: read from the raw table, or
-        from their late rows (grown_days)."""
-        grown = [d for d in self.added_days if d in self.grown_days]
-        return {"days": self.added_days, "grown_days": grown,
-                "raw_days": [d for d in self.added_days if d not in grown],
-                "months": sorted({d.replace(day=1) for d in self.added_days})}
+    def added_parameters(self, days: list[date] | None = None) -> dict[str, object]:
+        """The days added to their months (all the plan's, or `days` of them): read from
+        the raw table, or from their late rows (grown_days)."""
+        days = self.added_days if days is None else days
+        grown = [d for d in days if d in self.grown_days]
+        return {"days": days, "grown_days": grown,
+                "raw_days": [d for d in days if d not in grown],
+                "months": sorted({d.replace(day=1) for d in days})}
 
 
 def _month_parameters(months: list[date]) -> dict[str, object]:
@@ -315,18 +316,30 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
         _timed(conn, ACTIVE_MONTHLY.statement(
             target=tables["active_monthly"],
             user_devices_monthly=tables["user_devices_monthly"]), recomputed)
-    if plan.added_days:  # never with targets: check recomputes every month
-        # Adds to user_devices_monthly and counts what it added into active_monthly.
-        added = plan.added_parameters()
+    # Adds to user_devices_monthly and counts what it added into active_monthly, once per
+    # way of finding the new tuples, each month the way its size calls for (a night's late
+    # rows for a full month beside its own day, the first of an empty one).
+    for path, days in _days_by_path(conn, plan).items():
+        added = plan.added_parameters(days)
         # A day's raw rows are one per user and device; its late rows may hold a key twice
         # (added by a load, then replaced by an earlier visit).
-        one_day_a_month = len({d.replace(day=1) for d in plan.added_days}) == len(plan.added_days)
+        one_day_a_month = len({d.replace(day=1) for d in days}) == len(days)
         distinct = sql.SQL("" if one_day_a_month and not added["grown_days"] else "DISTINCT")
         new_tuples = sql.SQL(_reading_raw((SUMMARIES_SQL / (
-            f"user_devices_monthly_new_by_{_new_tuples_by(conn, added)}.sql")).read_text())
+            f"user_devices_monthly_new_by_{path}.sql")).read_text())
             ).format(distinct=distinct, day_rows=_added_day_rows(MONTHLY))
         _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples,
                                                     distinct=distinct), added)
+
+
+def _days_by_path(conn: psycopg.Connection, plan: Plan) -> dict[str, list[date]]:
+    """The plan's added days, by how each one's month finds its new tuples (never with
+    check's targets: check recomputes every month)."""
+    by_path: dict[str, list[date]] = {}
+    for month in sorted({d.replace(day=1) for d in plan.added_days}):
+        days = [d for d in plan.added_days if d.replace(day=1) == month]
+        by_path.setdefault(_new_tuples_by(conn, plan.added_parameters(days)), []).extend(days)
+    return by_path
 
 
 # Above this many device tuples a month holds per row of the days added to it, each day
