@@ -33,6 +33,9 @@ DEFAULT_LOOKBACK_DAYS = 7
 DEFAULT_ALERT_STALE_DAYS = 2
 # How long a load waits for another run's lock on the same days before giving up.
 DEFAULT_LOCK_TIMEOUT = 600.0
+# The months of raw rows PostgreSQL keeps before `archive` moves them to the lake, besides
+# the current one (tchap_stats/lake.py).
+DEFAULT_KEEP_MONTHS = 3
 
 # The SQL files ship inside the package (an installed wheel has them too).
 SQL_DIR = resources.files("tchap_stats") / "sql"
@@ -131,6 +134,8 @@ class Settings:
     alert_webhook: str | None = None
     alert_stale_days: int = DEFAULT_ALERT_STALE_DAYS
     read_roles: tuple[str, ...] = ()  # given what the dashboards read, by every `migrate`
+    lake_path: str | None = None  # TCHAP_STATS_LAKE_PATH; see lake_data_path()
+    keep_months: int = DEFAULT_KEEP_MONTHS
 
     @classmethod
     def from_env(cls, source: str | None = None) -> Settings:
@@ -165,7 +170,26 @@ class Settings:
             read_roles=tuple(r.strip() for r in
                              os.environ.get("TCHAP_STATS_READ_ROLES", "").split(",")
                              if r.strip()),
+            lake_path=os.environ.get("TCHAP_STATS_LAKE_PATH") or None,
+            keep_months=int(_env_number("TCHAP_STATS_KEEP_MONTHS", DEFAULT_KEEP_MONTHS, int)),
         )
+
+    def lake_data_path(self) -> str:
+        """Where the lake's Parquet files go: TCHAP_STATS_LAKE_PATH, else `lake/` at the
+        root of the exports' bucket, or beside the files of a local source."""
+        path = self.lake_path
+        if not path and self.source and self.source.startswith("s3://"):
+            path = f"s3://{urlsplit(self.source).netloc}/lake/"
+        elif not path and self.source:
+            path = str(Path(self.source) / "lake")
+        elif not path and self.s3.bucket:
+            path = f"s3://{self.s3.bucket}/lake/"
+        if not path:
+            raise ConfigError("the lake has no place: set TCHAP_STATS_LAKE_PATH (s3://bucket/"
+                              "prefix/ or a directory), S3_BUCKET_NAME or --source")
+        if path.startswith("s3://"):
+            return path if path.endswith("/") else path + "/"
+        return str(Path(path).resolve()) + "/"
 
     def secrets(self) -> list[str]:
         # A webhook's URL is its secret (Slack's and Mattermost's carry the token).
