@@ -15,6 +15,9 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 DEFAULT_S3_ENDPOINT = "s3.gra.cloud.ovh.net"
 DEFAULT_S3_REGION = "gra"
 DEFAULT_TZ = "Europe/Paris"
@@ -198,6 +201,10 @@ class Settings:
             # Not a URL (a key=value DSN, a typo): the spelling patterns of mask() apply.
             with contextlib.suppress(ValueError):
                 found.append(urlsplit(self.database_url).password)
+            # A key=value DSN's password (libpq's parser; the lake hands it to DuckDB).
+            with contextlib.suppress(psycopg.Error):
+                password = conninfo_to_dict(self.database_url).get("password")
+                found.append(str(password) if password else None)
         return [s for s in found if s]
 
 
