@@ -42,6 +42,7 @@ from .load import copy_rows, ensure_partitions, partition_name
 from .sqltext import identifier as ident
 from .sqltext import literal
 from .staging import Stager, load_extension
+from .summaries import raw_schema
 
 LAKE_SQL = SQL_DIR / "lake"
 log = logging.getLogger("tchap_stats")
@@ -52,6 +53,9 @@ POSTGRES = "pg"  # the database's name in DuckDB
 # billions); the hourly aggregates hold a few thousand rows a day, and the snapshots'
 # tables are either not partitioned or off by default (pushers): docs/design.md.
 ARCHIVED = (USER_DAILY_VISITS,)
+# Advisory lock: a month moves (exclusive) while no check or refresh --from/--to reads
+# archived months (shared), so that none reads a month in neither place.
+MOVE_LOCK = 0x7C4A_0005
 _DUCKDB_TYPES = {"text": "VARCHAR", "date": "DATE", "timestamptz": "TIMESTAMPTZ",
                  "timestamp": "TIMESTAMP", "int": "INTEGER", "bool": "BOOLEAN"}
 
@@ -346,8 +350,27 @@ def remove_leftovers(conn: psycopg.Connection, lake: Lake, export: Export) -> li
     return stale
 
 
+def _recorded(conn: psycopg.Connection, export: Export, month: date) -> bool:
+    return conn.execute(
+        "SELECT FROM tchap_stats.archived_months WHERE export = %s AND month = %s "
+        "FOR UPDATE", (export.name, month)).fetchone() is not None
+
+
+def _drop_empty_partition(conn: psycopg.Connection, export: Export, part: Partition) -> None:
+    """A partition of a month the lake holds: a failed restore's, empty (loads reject the
+    month's rows). Never is the lake's copy rewritten from it."""
+    table = sql.Identifier("public", part.name)
+    if one(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)))[0]:
+        raise LakeError(f"{part.month:%Y-%m} is in the lake and its partition holds rows: "
+                        f"`tchap-stats restore --month {part.month:%Y-%m}` merges nothing; "
+                        "compare the two and remove one")
+    conn.execute(sql.SQL("DROP TABLE {}").format(table))
+
+
 def archive_month(conn: psycopg.Connection, lake: Lake, export: Export,
-                  part: Partition) -> Archived:
+                  part: Partition) -> Archived | None:
+    """The month moved to the lake; None when it was there already (its partition, empty,
+    dropped)."""
     started = time.monotonic()
     month = part.month
     waiting = one(conn.execute(
@@ -359,7 +382,11 @@ def archive_month(conn: psycopg.Connection, lake: Lake, export: Export,
                         "reads the partition: run `tchap-stats refresh` first")
     table = sql.Identifier("public", part.name)
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MOVE_LOCK,))
         conn.execute("SET LOCAL lock_timeout = '60s'")
+        if _recorded(conn, export, month):
+            _drop_empty_partition(conn, export, part)
+            return None
         # Writes wait until the month is gone (loads hold the run lock besides); DuckDB's
         # own connection still reads the partition.
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(table))
@@ -411,6 +438,9 @@ def archive(conn: psycopg.Connection, settings: Settings, database_url: str,
                 report.failed.append(f"{part.month:%Y-%m}: {exc}")
                 echo(f"{part.month:%Y-%m}: FAILED: {exc}")
                 break
+            if record is None:
+                echo(f"{part.month:%Y-%m}: in the lake already; its empty partition dropped")
+                continue
             rate = max(record.rows, 1) / max(record.seconds, 0.001)
             report.archived.append(record)
             echo(f"{record.month:%Y-%m}: archived {record.rows:,} rows · "
@@ -453,8 +483,9 @@ def restore(conn: psycopg.Connection, settings: Settings, database_url: str, mon
         ensure_partitions(conn, export, [month], settings.timezone)
         table = sql.Identifier("public", partition_name(export, month))
         with conn.transaction():
-            conn.execute("SELECT FROM tchap_stats.archived_months WHERE export = %s "
-                         "AND month = %s FOR UPDATE", (export.name, month))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MOVE_LOCK,))
+            if not _recorded(conn, export, month):
+                raise LakeError(f"{month:%Y-%m} was restored meanwhile")
             if one(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)))[0]:
                 raise LakeError(f"{month:%Y-%m}: its partition holds rows already: "
                                 "nothing restored")
@@ -481,14 +512,24 @@ def archived_rows_readable(conn: psycopg.Connection, settings: Settings,
     """Within the block, the summaries computed on `conn` (check, refresh --from/--to)
     read the archived months of [first, last] from the lake beside PostgreSQL's: their rows
     are copied into a temporary table of the session. Yields those months."""
-    from .summaries import raw_schema  # summaries imports load, which lake imports
-
     export = USER_DAILY_VISITS
     lower, upper = first.replace(day=1), month_bounds(last)[1]
-    months = [a.month for a in archived_months(conn, export) if lower <= a.month < upper]
-    if not months:
-        yield []
-        return
+    conn.execute("SELECT pg_advisory_lock_shared(%s)", (MOVE_LOCK,))
+    try:
+        months = [a.month for a in archived_months(conn, export) if lower <= a.month < upper]
+        if not months:
+            yield []
+            return
+        with _lake_view(conn, settings, database_url, export, months), raw_schema("pg_temp"):
+            yield months
+    finally:
+        conn.execute("SELECT pg_advisory_unlock_shared(%s)", (MOVE_LOCK,))
+
+
+@contextlib.contextmanager
+def _lake_view(conn: psycopg.Connection, settings: Settings, database_url: str,
+               export: Export, months: list[date]) -> Iterator[None]:
+    """pg_temp.user_daily_visits: PostgreSQL's partitions and the months' lake rows."""
     started = time.monotonic()
     lake_rows = sql.Identifier("pg_temp", f"lake_{export.table}")
     view = sql.Identifier("pg_temp", export.table)
@@ -501,9 +542,8 @@ def archived_rows_readable(conn: psycopg.Connection, settings: Settings,
         conn.execute(sql.SQL((LAKE_SQL / "hot_and_cold.sql").read_text()).format(
             view=view, table=sql.Identifier("public", export.table), lake_rows=lake_rows))
         log.debug("%d archived month(s) read from the lake in %.1f s",
-                 len(months), time.monotonic() - started)
-        with raw_schema("pg_temp"):
-            yield months
+                  len(months), time.monotonic() - started)
+        yield
     finally:
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view))

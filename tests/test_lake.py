@@ -267,3 +267,23 @@ def test_the_lake_path_follows_the_source_unless_set(tmp_path):
     assert replace(base, source="s3://exports/daily").lake_data_path() == "s3://exports/lake/"
     assert replace(base, source=str(tmp_path)).lake_data_path() == f"{tmp_path}/lake/"
     assert replace(base, lake_path="s3://cold/tchap").lake_data_path() == "s3://cold/tchap/"
+
+
+def test_a_failed_restores_empty_partition_never_overwrites_the_lake(
+        history, tmp_path, database_url, db):
+    lake_env = {"TCHAP_STATS_LAKE_PATH": str(tmp_path / "lake")}
+    january = month_of(raw_rows(db), JANUARY)
+    assert tchap_stats(["archive", "--before", "2025-02"], database_url, tmp_path,
+                       **lake_env).returncode == EXIT_OK
+    # What a restore leaves when it fails after creating the partition, before its copy.
+    db.execute("CREATE TABLE public.user_daily_visits_p2025_01 PARTITION OF "
+               "public.user_daily_visits FOR VALUES FROM ('2025-01-01') TO ('2025-02-01')")
+    again = tchap_stats(["archive", "--before", "2025-02"], database_url, tmp_path, **lake_env)
+    assert again.returncode == EXIT_OK, again.stdout + again.stderr
+    assert "2025-01: in the lake already; its empty partition dropped" in again.stdout
+    assert archived(db) == [JANUARY] and "user_daily_visits_p2025_01" not in partitions(db)
+    assert sum(lake_rows(database_url, tmp_path, lake_env).values()) == sum(january.values())
+    restored = tchap_stats(["restore", "--month", "2025-01"], database_url, tmp_path,
+                           **lake_env)
+    assert restored.returncode == EXIT_OK, restored.stderr
+    assert month_of(raw_rows(db), JANUARY) == january
