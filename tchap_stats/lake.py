@@ -41,7 +41,7 @@ from .exports import USER_DAILY_VISITS, Export
 from .load import copy_rows, ensure_partitions, partition_name
 from .sqltext import identifier as ident
 from .sqltext import literal
-from .staging import Stager, load_extension
+from .staging import DUCKDB_TYPES, Stager, _pg_text, load_extension
 from .summaries import raw_schema
 
 LAKE_SQL = SQL_DIR / "lake"
@@ -56,8 +56,6 @@ ARCHIVED = (USER_DAILY_VISITS,)
 # Advisory lock: a month moves (exclusive) while no check or refresh --from/--to reads
 # archived months (shared), so that none reads a month in neither place.
 MOVE_LOCK = 0x7C4A_0005
-_DUCKDB_TYPES = {"text": "VARCHAR", "date": "DATE", "timestamptz": "TIMESTAMPTZ",
-                 "timestamp": "TIMESTAMP", "int": "INTEGER", "bool": "BOOLEAN"}
 
 
 class LakeError(RuntimeError):
@@ -174,7 +172,7 @@ class Lake:
 
     def ensure_table(self, export: Export) -> None:
         assert export.partition is not None
-        columns = ", ".join(f"{ident(c)} {_DUCKDB_TYPES[export.column_type(c)]} NOT NULL"
+        columns = ", ".join(f"{ident(c)} {DUCKDB_TYPES[export.column_type(c)]} NOT NULL"
                             for c in export.table_columns)
         day = ident(export.partition.column)
         exists = one(self.con.execute(
@@ -221,10 +219,8 @@ class Lake:
 
     def rows(self, export: Export, months: list[date]) -> Iterator[bytes]:
         """The months' rows in PostgreSQL's COPY text format, as DuckDB writes them."""
-        values = ", ".join(
-            f"replace(replace(replace(replace(replace({ident(c)}, '\\', '\\\\'), chr(9), "
-            f"'\\t'), chr(10), '\\n'), chr(13), '\\r'), chr(0), '')"
-            if export.column_type(c) == "text" else ident(c) for c in export.table_columns)
+        values = ", ".join(_pg_text(ident(c)) if export.column_type(c) == "text" else ident(c)
+                           for c in export.table_columns)
         query = (f"SELECT {', '.join(ident(c) for c in export.table_columns)} "
                  f"FROM {self.table(export)} WHERE {self._month(export, months)}")
         return self.stager.stream_rows(query, {}, values)

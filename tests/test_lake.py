@@ -4,6 +4,8 @@ lake-sql. Real processes, the embedded PostgreSQL, the moto S3 server."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 from collections import Counter
@@ -82,7 +84,7 @@ def lake_rows(database_url: str, tmp_path: Path, lake_env: dict[str, str], s3=No
                         "visit_date FROM lake.user_daily_visits"],
                        database_url, tmp_path, s3, **lake_env)
     assert done.returncode == 0, done.stderr
-    return Counter(tuple(line.split(",")) for line in done.stdout.splitlines()[1:])
+    return Counter(tuple(row) for row in list(csv.reader(io.StringIO(done.stdout)))[1:])
 
 
 def month_of(rows: Counter[tuple], month: date) -> Counter[tuple]:
@@ -272,6 +274,10 @@ def test_the_lake_path_follows_the_source_unless_set(tmp_path):
 def test_a_failed_restores_empty_partition_never_overwrites_the_lake(
         history, tmp_path, database_url, db):
     lake_env = {"TCHAP_STATS_LAKE_PATH": str(tmp_path / "lake")}
+    # Values the text COPY format escapes, and others, go there and back intact.
+    db.execute("INSERT INTO public.user_daily_visits VALUES (%s, %s, '2025-01-30 23:30:00+00', "
+               "'2025-01-31', %s, 'agent', 'x.gouv.fr', 'Autre', 'Autre')",
+               ("\\@back\\slash\tand tab", "dev,\"quoted\"\nline\rcr", "Ünïcode ✓ \\N"))
     january = month_of(raw_rows(db), JANUARY)
     assert tchap_stats(["archive", "--before", "2025-02"], database_url, tmp_path,
                        **lake_env).returncode == EXIT_OK
