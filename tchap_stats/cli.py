@@ -844,7 +844,8 @@ def lake_sql_command(obj: Context, query: str) -> None:
         with connect(url, autocommit=True) as conn:
             require_schema(conn)
             archived = [a.month for a in lake.archived_months(conn, lake.USER_DAILY_VISITS)]
-        header, rows = lake.query(obj.settings, url, archived, query)
+            exists = lake.catalog_exists(conn)
+        header, rows = lake.query(obj.settings, url, archived, query, exists)
     except duckdb.Error as exc:
         obj.fail(str(exc))
         raise  # unreachable

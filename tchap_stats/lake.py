@@ -123,17 +123,18 @@ class Lake:
     """A DuckDB with the lake attached (and the database, `postgres=True`)."""
 
     def __init__(self, settings: Settings, database_url: str, *, postgres: bool = False,
-                 read_only: bool = False):
+                 read_only: bool = False, lake: bool = True):
         self.settings = settings
         self.path = settings.lake_data_path()
         self.stager = Stager(settings)
         try:
-            self._attach(database_url, postgres, read_only)
+            self._attach(database_url, postgres, read_only, lake)
         except BaseException:
             self.stager.close()
             raise
 
-    def _attach(self, database_url: str, postgres: bool, read_only: bool) -> None:
+    def _attach(self, database_url: str, postgres: bool, read_only: bool, lake: bool
+                ) -> None:
         con = self.con
         for name in ("postgres", "ducklake"):
             load_extension(con, name)
@@ -146,9 +147,10 @@ class Lake:
                    f"DATA_PATH {literal(self.path)}"]
         if read_only:
             options.append("READ_ONLY")
-        con.execute(f"ATTACH {literal('ducklake:postgres:' + conninfo)} AS {LAKE} "
-                    f"({', '.join(options)})")
-        if not read_only:
+        if lake:
+            con.execute(f"ATTACH {literal('ducklake:postgres:' + conninfo)} AS {LAKE} "
+                        f"({', '.join(options)})")
+        if lake and not read_only:
             # Every row in Parquet: none inlined into the catalog's tables.
             con.execute(f"CALL {LAKE}.set_option('data_inlining_row_limit', 0)")
         if postgres:
@@ -595,12 +597,20 @@ def tier_lines(tier: dict[str, object]) -> list[str]:
 
 # --- analysts ---------------------------------------------------------------------------
 
-def query(settings: Settings, database_url: str, archived: list[date], text: str
-          ) -> tuple[list[str], list[tuple[str | None, ...]]]:
+def catalog_exists(conn: psycopg.Connection) -> bool:
+    """Whether an archive has created the lake's catalog yet."""
+    return one(conn.execute("SELECT to_regclass(%s)",
+                            (f"{CATALOG_SCHEMA}.ducklake_metadata",)))[0] is not None
+
+
+def query(settings: Settings, database_url: str, archived: list[date], text: str,
+          lake_exists: bool = True) -> tuple[list[str], list[tuple[str | None, ...]]]:
     """An analyst's query over view user_daily_visits (PostgreSQL's rows and the lake's
-    archived months), every value as text (no time zone library needed)."""
+    archived months), every value as text (no time zone library needed). Without a lake
+    yet (no archive ever ran), the view holds PostgreSQL's rows alone."""
     export = USER_DAILY_VISITS
-    with Lake(settings, database_url, postgres=True, read_only=True) as lake:
+    with Lake(settings, database_url, postgres=True, read_only=True,
+              lake=lake_exists) as lake:
         con = lake.con
         hot = f"SELECT * FROM {POSTGRES}.public.{ident(export.table)}"
         cold = (f" UNION ALL SELECT * FROM {lake.table(export)} "

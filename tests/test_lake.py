@@ -206,6 +206,10 @@ def test_status_shows_both_tiers_and_lake_sql_prints_no_secret(
         history, tmp_path, database_url, db, s3_settings, bucket):
     url = with_password(database_url)
     lake_env = {"TCHAP_STATS_LAKE_PATH": f"s3://{bucket}/lake/"}
+    total = str(sum(raw_rows(db).values()))
+    before_any_archive = tchap_stats(["lake-sql", "SELECT count(*) AS n FROM user_daily_visits"],
+                                     url, tmp_path, s3_settings, **lake_env)
+    assert before_any_archive.stdout.splitlines() == ["n", total], before_any_archive.stderr
     assert tchap_stats(["archive", "--before", "2025-02"], url, tmp_path, s3_settings,
                        **lake_env).returncode == EXIT_OK
     status = tchap_stats(["status"], url, tmp_path, s3_settings, **lake_env)
