@@ -6,12 +6,12 @@ every dashboard view's content before and after.
 Setup (not timed): an embedded PostgreSQL (pgserver) under a temporary directory,
 `tchap-stats generate` of --days days of user_daily_visits ending yesterday at
 --rows-per-day rows (cached under .tchap-stats/bench/archive-ROWS/), `tchap-stats migrate`,
-`tchap-stats backfill` of every day but the last two, then a quiet server (no autovacuum
+`tchap-stats backfill` of every day but the last four, then a quiet server (no autovacuum
 worker) and a CHECKPOINT. The lake is a local directory (TCHAP_STATS_LAKE_PATH): S3's own
 transfer time is not measured here.
 
 Measured, each as its own `tchap-stats` process where it is a command:
-1. `sync --date` of the second-to-last day (the night before archiving);
+1. `sync --date` of the fourth and third days before the last (two nights before archiving);
 2. `check` of the oldest whole month, in PostgreSQL;
 3. a plain `COPY (SELECT * FROM partition) TO STDOUT` of each month the archive moves,
    read and discarded by psycopg (the floor a copy out of PostgreSQL costs);
@@ -22,7 +22,8 @@ Measured, each as its own `tchap-stats` process where it is a command:
 5. the fingerprints (row count and a hash of the rows) of every table and view of schemas
    public and tchap_stats, before 4 and after it, "today" pinned;
 6. `check` of the same month, now read from the lake;
-7. `sync --date` of the last day (the night after archiving).
+7. `sync --date` of the last two days (two nights after archiving); each night, like each
+   step, starts on a quiet server.
 
     .venv/bin/python benchmarks/archive.py --rows-per-day 20000 --days 120
     .venv/bin/python benchmarks/archive.py --rows-per-day 2000 --days 70   # a quick look
@@ -57,6 +58,7 @@ from tchap_stats.lake import add_months, first_open_month  # noqa: E402
 from tests.faultkit import table_fingerprints  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+NIGHTS = 2  # measured before archiving, and as many after
 BIN = Path(sys.executable).parent
 
 
@@ -96,7 +98,8 @@ def copy_out(url: str, partition: str) -> tuple[int, float]:
     return size, time.perf_counter() - started
 
 
-def synced_seconds(env: dict[str, str], cwd: Path, night: date) -> float:
+def synced_seconds(env: dict[str, str], cwd: Path, night: date, url: str) -> float:
+    quiet(url)
     seconds, _ = tchap_stats(env, cwd, "sync", "--date", str(night), "--only",
                                   "user_daily_visits")
     print(f"    sync --date {night}: {seconds:.1f} s", flush=True)
@@ -118,10 +121,11 @@ def main() -> None:
     env.update(DATABASE_URL=url, TCHAP_STATS_SOURCE=str(source),
                TCHAP_STATS_LAKE_PATH=str(work / "lake"))
     tchap_stats(env, work, "migrate")
-    print(f"backfill {first}..{last - timedelta(days=2)} …", flush=True)
+    held_back = [last - timedelta(days=n) for n in range(NIGHTS * 2 - 1, -1, -1)]
+    print(f"backfill {first}..{held_back[0] - timedelta(days=1)} …", flush=True)
     seconds, _ = tchap_stats(env, work, "backfill", "--from", str(first), "--to",
-                             str(last - timedelta(days=2)), "--only", "user_daily_visits",
-                             "--jobs", "2")
+                             str(held_back[0] - timedelta(days=1)), "--only",
+                             "user_daily_visits", "--jobs", "2")
     print(f"    {seconds:.0f} s", flush=True)
     quiet(url)
     today = local_today(settings.timezone)
@@ -132,7 +136,8 @@ def main() -> None:
     results: dict[str, object] = {"rows_per_day": args.rows_per_day, "days": args.days,
                                   "archive_before": f"{before_month:%Y-%m}"}
 
-    results["sync_before_s"] = synced_seconds(env, work, last - timedelta(days=1))
+    results["sync_before_s"] = [synced_seconds(env, work, night, url)
+                                for night in held_back[:NIGHTS]]
     quiet(url)
     check_pg, output = tchap_stats(env, work, "check", *check_range)
     assert "summaries match" in output, output
@@ -153,7 +158,8 @@ def main() -> None:
         print(f"    COPY {name} TO STDOUT: {seconds:.2f} s, {size:,} bytes", flush=True)
     before = table_fingerprints(url, today)
     quiet(url)
-    archive_s, output = tchap_stats(env, work, "archive", "--before", f"{before_month:%Y-%m}")
+    archive_s, output = tchap_stats(env, work, "-v", "archive", "--before",
+                                    f"{before_month:%Y-%m}")
     after = table_fingerprints(url, today)
     print(output, flush=True)
     per_month = []
@@ -181,8 +187,8 @@ def main() -> None:
     assert "summaries match" in output, output
     print(f"    check {oldest_whole:%Y-%m} from the lake: {check_lake:.1f} s", flush=True)
     results.update(check_postgresql_s=check_pg, check_lake_s=check_lake)
-    quiet(url)
-    results["sync_after_s"] = synced_seconds(env, work, last)
+    results["sync_after_s"] = [synced_seconds(env, work, night, url)
+                               for night in held_back[NIGHTS:]]
     _, status = tchap_stats(env, work, "status", "--limit", "1")
     print(status)
     RESULTS.mkdir(exist_ok=True)

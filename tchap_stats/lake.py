@@ -25,9 +25,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 import duckdb
 import psycopg
@@ -45,6 +47,7 @@ from .staging import DUCKDB_TYPES, Stager, _pg_text, load_extension
 from .summaries import raw_schema
 
 LAKE_SQL = SQL_DIR / "lake"
+_T = TypeVar("_T")
 log = logging.getLogger("tchap_stats")
 CATALOG_SCHEMA = "tchap_stats_lake"  # DuckLake's catalog tables (migration 014)
 LAKE = "lake"  # the lake's name in DuckDB
@@ -348,6 +351,13 @@ def remove_leftovers(conn: psycopg.Connection, lake: Lake, export: Export) -> li
     return stale
 
 
+def _timed(step: str, month: date, function: Callable[..., _T], *args: object) -> _T:
+    started = time.monotonic()
+    result = function(*args)
+    log.debug("%s: %s in %.2f s", f"{month:%Y-%m}", step, time.monotonic() - started)
+    return result
+
+
 def _recorded(conn: psycopg.Connection, export: Export, month: date) -> bool:
     return conn.execute(
         "SELECT FROM tchap_stats.archived_months WHERE export = %s AND month = %s "
@@ -388,11 +398,15 @@ def archive_month(conn: psycopg.Connection, lake: Lake, export: Export,
         # Writes wait until the month is gone (loads hold the run lock besides); DuckDB's
         # own connection still reads the partition.
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(table))
-        postgres = postgres_sums(conn, export, month)
         size = one(conn.execute("SELECT pg_total_relation_size(%s::regclass)",
                                 (table.as_string(conn),)))[0]
-        lake.write_month(export, month)
-        in_lake = lake.sums(export, month)
+        # PostgreSQL checksums the partition while DuckDB writes it (a core each).
+        with ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
+            summed = pool.submit(_timed, "checksum in PostgreSQL", month, postgres_sums,
+                                 conn, export, month)
+            _timed("write to the lake", month, lake.write_month, export, month)
+            postgres = summed.result()
+        in_lake = _timed("checksum in the lake", month, lake.sums, export, month)
         if in_lake != postgres:
             raise LakeError(f"{month:%Y-%m}: the lake holds {in_lake.rows:,} rows (checksum "
                             f"{in_lake.checksum}) where the partition holds {postgres.rows:,} "
