@@ -110,6 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-day", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--duckdb-memory", metavar="SIZE",
+                        help="TCHAP_STATS_DUCKDB_MEMORY of the archive and the second check "
+                             "(default: the setting's own, 128MB)")
     args = parser.parse_args()
     settings = Settings.from_env()
     last = yesterday(settings.timezone)
@@ -134,6 +137,7 @@ def main() -> None:
     check_range = ("--from", str(oldest_whole), "--to",
                    str(month_bounds(oldest_whole)[1] - timedelta(days=1)))
     results: dict[str, object] = {"rows_per_day": args.rows_per_day, "days": args.days,
+                                  "duckdb_memory": args.duckdb_memory,
                                   "archive_before": f"{before_month:%Y-%m}"}
 
     results["sync_before_s"] = [synced_seconds(env, work, night, url)
@@ -158,7 +162,9 @@ def main() -> None:
         print(f"    COPY {name} TO STDOUT: {seconds:.2f} s, {size:,} bytes", flush=True)
     before = table_fingerprints(url, today)
     quiet(url)
-    archive_s, output = tchap_stats(env, work, "-v", "archive", "--before",
+    lake_env = {**env, **({"TCHAP_STATS_DUCKDB_MEMORY": args.duckdb_memory}
+                          if args.duckdb_memory else {})}
+    archive_s, output = tchap_stats(lake_env, work, "-v", "archive", "--before",
                                     f"{before_month:%Y-%m}")
     after = table_fingerprints(url, today)
     print(output, flush=True)
@@ -183,7 +189,7 @@ def main() -> None:
     results["relations_changed"] = changed
     print(f"    fingerprints: {len(before)} relations, changed: {changed}", flush=True)
 
-    check_lake, output = tchap_stats(env, work, "check", *check_range)
+    check_lake, output = tchap_stats(lake_env, work, "check", *check_range)
     assert "summaries match" in output, output
     print(f"    check {oldest_whole:%Y-%m} from the lake: {check_lake:.1f} s", flush=True)
     results.update(check_postgresql_s=check_pg, check_lake_s=check_lake)
