@@ -190,9 +190,20 @@ class Settings:
         if not path:
             raise ConfigError("the lake has no place: set TCHAP_STATS_LAKE_PATH (s3://bucket/"
                               "prefix/ or a directory), S3_BUCKET_NAME or --source")
+        # The lake deletes whatever files under its path it does not list (a killed write's):
+        # never a bucket's root, nor the exports' own directory.
         if path.startswith("s3://"):
-            return path if path.endswith("/") else path + "/"
-        return str(Path(path).resolve()) + "/"
+            path = path if path.endswith("/") else path + "/"
+            if not urlsplit(path).path.strip("/"):
+                raise ConfigError(f"TCHAP_STATS_LAKE_PATH={path!r}: give a prefix of its own, "
+                                  "e.g. s3://bucket/lake/, not a bucket's root")
+            return path
+        resolved = Path(path).resolve()
+        if self.source and not self.source.startswith("s3://") and (
+                resolved == Path(self.source).resolve()):
+            raise ConfigError(f"TCHAP_STATS_LAKE_PATH={path!r} is the exports' directory: "
+                              "give the lake a directory of its own")
+        return str(resolved) + "/"
 
     def secrets(self) -> list[str]:
         # A webhook's URL is its secret (Slack's and Mattermost's carry the token).

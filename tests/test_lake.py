@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tchap_stats.config import Settings
+from tchap_stats.config import ConfigError, Settings
 from tchap_stats.lake import add_months, first_open_month
 from tchap_stats.pipeline import EXIT_BUDGET, EXIT_FAILED, EXIT_OK
 from tchap_stats.source import s3_client
@@ -273,6 +273,12 @@ def test_the_lake_path_follows_the_source_unless_set(tmp_path):
     assert replace(base, source="s3://exports/daily").lake_data_path() == "s3://exports/lake/"
     assert replace(base, source=str(tmp_path)).lake_data_path() == f"{tmp_path}/lake/"
     assert replace(base, lake_path="s3://cold/tchap").lake_data_path() == "s3://cold/tchap/"
+    # The lake removes files it does not list under its path: never the exports' place.
+    for root in ("s3://exports", "s3://exports/"):
+        with pytest.raises(ConfigError, match="not a bucket's root"):
+            replace(base, lake_path=root).lake_data_path()
+    with pytest.raises(ConfigError, match="the exports' directory"):
+        replace(base, source=str(tmp_path), lake_path=str(tmp_path)).lake_data_path()
 
 
 def test_a_failed_restores_empty_partition_never_overwrites_the_lake(
