@@ -7,15 +7,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
+import logging
+import os
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from tchap_stats.cli import cli
 from tchap_stats.config import ConfigError, Settings
 from tchap_stats.lake import add_months, first_open_month
 from tchap_stats.pipeline import EXIT_BUDGET, EXIT_FAILED, EXIT_OK
@@ -23,7 +27,7 @@ from tchap_stats.source import s3_client
 from tchap_stats.synthetic.generate import Options, generate
 
 from .conftest import load
-from .faultkit import Child, cli_command, cli_env, kill_when
+from .faultkit import CLI_VARIABLES, Child, cli_command, cli_env, kill_when
 
 FIRST, LAST = date(2025, 1, 28), date(2025, 3, 2)  # rows of January, February and March
 JANUARY, FEBRUARY, MARCH = date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)
@@ -44,11 +48,35 @@ def history(tmp_path: Path, settings: Settings, database_url: str) -> Path:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch) -> Iterator[None]:
+    """In a scratch directory; the logging the command reconfigures put back afterwards."""
+    monkeypatch.chdir(tmp_path)
+    root, ours = logging.getLogger(), logging.getLogger("tchap_stats")
+    saved = (root.handlers[:], root.level, ours.level)
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    ours.setLevel(saved[2])
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 def tchap_stats(args: list[str], database_url: str, tmp_path: Path, s3=None,
-                **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cli_command(*args),
-                          env=cli_env(database_url, tmp_path / "spill", s3, **env),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                **env: str) -> Ran:
+    """The command line, in this process (a child's start costs a second a command): the
+    environment a child would get, PGPASSWORD (which the lake sets) put back after."""
+    child = cli_env(database_url, tmp_path / "spill", s3, **env)
+    environment: dict[str, str | None] = {
+        k: None for k in os.environ if k in CLI_VARIABLES or k.startswith("TCHAP_STATS_")}
+    environment.update({k: v for k, v in child.items() if os.environ.get(k) != v},
+                       PGPASSWORD=None)
+    result = CliRunner().invoke(cli, args, env=environment, catch_exceptions=False)
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def with_password(url: str) -> str:
