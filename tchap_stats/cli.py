@@ -10,26 +10,31 @@ Exit codes: 0 success · 1 failure (a file failed, or the run could not start) �
 from __future__ import annotations
 
 import atexit
+import csv
 import dataclasses
 import gc
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import duckdb
 import psycopg
 
-from . import ledger
+from . import lake, ledger
 from .alerts import message, notify, stale
 from .config import ConfigError, Settings, mask
 from .database import DatabaseError, connect, resolve_database_url
 from .dates import days_between, today, whole_months, yesterday
 from .exports import EXPORTS, Export, default_exports, parse_only
 from .pipeline import (
+    EXIT_BUDGET,
     EXIT_BUSY,
     EXIT_FAILED,
     EXIT_OK,
@@ -536,12 +541,29 @@ def refresh(obj: Context, first: date | None, last: date | None) -> None:
             if first is None or last is None:
                 report = refresh_changed(conn, url)
             else:
-                report = refresh_range(conn, first, last)
+                with _lake_rows(obj, conn, url, first, last):
+                    report = refresh_range(conn, first, last)
     except psycopg.Error as exc:
         _end_run(obj, run_log, "refresh", EXIT_FAILED, error=str(exc))
         raise
     _end_run(obj, run_log, "refresh", EXIT_OK)
     click.echo(report.summary())
+
+
+@contextmanager
+def _lake_rows(obj: Context, conn: psycopg.Connection, url: str, first: date, last: date
+               ) -> Iterator[None]:
+    """The archived months of the range readable by the summaries (from the lake)."""
+    try:
+        with lake.archived_rows_readable(conn, obj.settings, url, first, last) as months:
+            if months:
+                click.echo(f"{len(months)} archived month(s) read from the lake: "
+                           + ", ".join(f"{m:%Y-%m}" for m in months), err=True)
+            yield
+    except ConfigError as exc:
+        obj.fail(str(exc), EXIT_USAGE)
+    except duckdb.Error as exc:
+        obj.fail(f"reading the lake: {exc}")
 
 
 EXIT_REFRESH_PENDING = 4  # check: rows differ while days of its months wait for a refresh
@@ -576,7 +598,8 @@ def check_command(obj: Context, first: date | None, last: date | None) -> None:
     url = _database_url(obj)
     with connect(url, autocommit=True) as conn:
         require_schema(conn)
-        count, sample = check(conn, first, last)
+        with _lake_rows(obj, conn, url, first, last):
+            count, sample = check(conn, first, last)
         months = whole_months(first, last)
         # Read after the comparison: a load that committed meanwhile has queued its days.
         waiting = ledger.waiting_days(conn, SUMMARISED_EXPORT, months[0], months[-1])
@@ -640,6 +663,9 @@ def status(obj: Context, limit: int, as_json: bool) -> None:
         waiting = ledger.waiting_days(conn, SUMMARISED_EXPORT)
         click.echo(f"days waiting for a summary refresh: {len(waiting)}"
                    + (f" ({_span(waiting)})" if waiting else ""))
+        for tier in lake.tiers(conn):
+            for line in lake.tier_lines(tier):
+                click.echo(line)
 
 
 def _status_document(conn: psycopg.Connection, limit: int) -> dict[str, object]:
@@ -650,6 +676,7 @@ def _status_document(conn: psycopg.Connection, limit: int) -> dict[str, object]:
         "runs": last_runs(conn, limit),
         "loads": [dataclasses.asdict(load) for load in ledger.last_loads(conn, limit)],
         "days_waiting_for_refresh": waiting,
+        "tiers": lake.tiers(conn),
     }
 
 
@@ -681,6 +708,151 @@ def _load_line(load: ledger.LoadLine) -> str:
             if load.status == "running" else load.finished_at or "")
     line = f"  {load.file_key}: {load.status} ({figures}) {when}".rstrip()
     return line + (f"\n    {load.error}" if load.error else "")
+
+
+def _month(_ctx, _param, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(f"{value}-01")
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a month like 2024-11") from exc
+
+
+def _lake_path(obj: Context) -> str:
+    try:
+        return obj.settings.lake_data_path()
+    except ConfigError as exc:
+        obj.fail(str(exc), EXIT_USAGE)
+        raise  # unreachable
+
+
+@cli.command("archive")
+@click.option("--before", callback=_month, metavar="YYYY-MM",
+              help="Archive the months before this one (default: those older than "
+                   "TCHAP_STATS_KEEP_MONTHS); never a month still open to late rows.")
+@click.option("--dry-run", is_flag=True,
+              help="List the months, their rows and their size in PostgreSQL; change nothing.")
+@_max_minutes_option
+@click.pass_obj
+def archive_command(obj: Context, before: date | None, dry_run: bool,
+                    max_minutes: float | None) -> None:
+    """Move closed months of user_daily_visits from PostgreSQL to the lake.
+
+    Oldest first, a month at a time: written to the lake (Parquet under
+    TCHAP_STATS_LAKE_PATH, its catalog in schema tchap_stats_lake), verified (rows and a
+    checksum), recorded in tchap_stats.archived_months, and its partition dropped in the
+    same transaction. Killed anywhere, a month is still in exactly one place: run it again.
+    Only months closed to late rows (TCHAP_STATS_ACCEPT_DAYS_BEFORE plus a month) move.
+
+    \b
+    Exit codes:
+      0  the months asked for are in the lake (or there were none)
+      1  a month failed (days of it wait for a refresh, a verification): it stays in
+         PostgreSQL
+      5  stopped at the time budget (--max-minutes) with months left: run again
+      6  another sync, backfill, archive or restore is under way
+
+    \b
+    Example:
+      tchap-stats archive --dry-run
+      tchap-stats archive --before 2025-01 --max-minutes 50
+    """
+    _lake_path(obj)
+    url = _database_url(obj)
+    settings = obj.settings
+    if dry_run:
+        with connect(url, autocommit=True) as conn:
+            require_schema(conn)
+            plan, upto = lake.plan_months(conn, settings, today(settings.timezone), before)
+            lake.dry_run(conn, plan, upto, click.echo)
+        return
+    run_log = _run_log(obj, url, "archive", exclusive=True)
+    try:
+        plan, upto = lake.plan_months(run_log.conn, settings, today(settings.timezone), before)
+        if before and upto < before:
+            click.echo(f"months from {upto:%Y-%m} may still receive late rows: they stay")
+        deadline = PROCESS_START + 60 * max_minutes if max_minutes is not None else None
+        with connect(url, autocommit=True) as conn:
+            report = lake.archive(conn, settings, url, plan, deadline, click.echo)
+    except (duckdb.Error, lake.LakeError, psycopg.Error) as exc:
+        _end_run(obj, run_log, "archive", EXIT_FAILED, error=str(exc))
+        obj.fail(str(exc))
+        raise  # unreachable
+    code = EXIT_FAILED if report.failed else EXIT_BUDGET if report.left else EXIT_OK
+    rows = sum(a.rows for a in report.archived)
+    click.echo(f"{len(report.archived)} month(s) archived · {rows:,} rows"
+               + (f" · left for the next run: {', '.join(f'{m:%Y-%m}' for m in report.left)}"
+                  if report.left else "")
+               + (" · nothing to archive" if not plan else ""))
+    _end_run(obj, run_log, "archive", code,
+             error="; ".join(report.failed) if report.failed else None)
+    sys.exit(code)
+
+
+@cli.command("restore")
+@click.option("--month", required=True, callback=_month, metavar="YYYY-MM")
+@click.pass_obj
+def restore_command(obj: Context, month: date) -> None:
+    """Bring an archived month back from the lake into its PostgreSQL partition.
+
+    Verified like an archive (rows and checksum against the record), then the lake's copy
+    is removed: the month is in exactly one place. Loads reject the rows of archived
+    months (reason "archived in the lake"): restore a month before reloading it.
+
+    \b
+    Example:
+      tchap-stats restore --month 2024-03
+    """
+    _lake_path(obj)
+    url = _database_url(obj)
+    run_log = _run_log(obj, url, "restore", exclusive=True)
+    try:
+        with connect(url, autocommit=True) as conn:
+            record = lake.restore(conn, obj.settings, url, month, click.echo)
+    except (duckdb.Error, lake.LakeError, psycopg.Error) as exc:
+        _end_run(obj, run_log, "restore", EXIT_FAILED, error=str(exc))
+        obj.fail(str(exc))
+        raise  # unreachable
+    _end_run(obj, run_log, "restore", EXIT_OK)
+    if record is None:
+        click.echo(f"{month:%Y-%m} is not archived: nothing to restore")
+        return
+    click.echo(f"{month:%Y-%m}: restored {record.rows:,} rows into PostgreSQL · "
+               f"{record.seconds:.1f} s")
+
+
+@cli.command("lake-sql")
+@click.argument("query")
+@click.pass_obj
+def lake_sql_command(obj: Context, query: str) -> None:
+    """Run a DuckDB query over hot and cold rows together; print CSV with a header.
+
+    View user_daily_visits holds every row, PostgreSQL's partitions and the lake's
+    archived months; pg.<schema>.<table> reads any table of the database (read only),
+    e.g. pg.tchap_stats.active_daily. Nothing is written anywhere.
+
+    \b
+    Example:
+      tchap-stats lake-sql "SELECT date_trunc('month', visit_date) AS month, count(*)
+                            FROM user_daily_visits GROUP BY ALL ORDER BY 1"
+    """
+    _lake_path(obj)
+    url = _database_url(obj)
+    secrets = obj.settings.secrets()
+    try:
+        with connect(url, autocommit=True) as conn:
+            require_schema(conn)
+            archived = [a.month for a in lake.archived_months(conn, lake.USER_DAILY_VISITS)]
+            exists = lake.catalog_exists(conn)
+        header, rows = lake.query(obj.settings, url, archived, query, exists)
+    except duckdb.Error as exc:
+        obj.fail(str(exc))
+        raise  # unreachable
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow([mask(h, secrets) for h in header])
+    for row in rows:
+        out.writerow(["" if v is None else mask(v, secrets) for v in row])
 
 
 @cli.command("exports")

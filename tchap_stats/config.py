@@ -15,6 +15,9 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 DEFAULT_S3_ENDPOINT = "s3.gra.cloud.ovh.net"
 DEFAULT_S3_REGION = "gra"
 DEFAULT_TZ = "Europe/Paris"
@@ -33,6 +36,9 @@ DEFAULT_LOOKBACK_DAYS = 7
 DEFAULT_ALERT_STALE_DAYS = 2
 # How long a load waits for another run's lock on the same days before giving up.
 DEFAULT_LOCK_TIMEOUT = 600.0
+# The months of raw rows PostgreSQL keeps before `archive` moves them to the lake, besides
+# the current one (tchap_stats/lake.py).
+DEFAULT_KEEP_MONTHS = 3
 
 # The SQL files ship inside the package (an installed wheel has them too).
 SQL_DIR = resources.files("tchap_stats") / "sql"
@@ -131,6 +137,8 @@ class Settings:
     alert_webhook: str | None = None
     alert_stale_days: int = DEFAULT_ALERT_STALE_DAYS
     read_roles: tuple[str, ...] = ()  # given what the dashboards read, by every `migrate`
+    lake_path: str | None = None  # TCHAP_STATS_LAKE_PATH; see lake_data_path()
+    keep_months: int = DEFAULT_KEEP_MONTHS
 
     @classmethod
     def from_env(cls, source: str | None = None) -> Settings:
@@ -165,7 +173,37 @@ class Settings:
             read_roles=tuple(r.strip() for r in
                              os.environ.get("TCHAP_STATS_READ_ROLES", "").split(",")
                              if r.strip()),
+            lake_path=os.environ.get("TCHAP_STATS_LAKE_PATH") or None,
+            keep_months=int(_env_number("TCHAP_STATS_KEEP_MONTHS", DEFAULT_KEEP_MONTHS, int)),
         )
+
+    def lake_data_path(self) -> str:
+        """Where the lake's Parquet files go: TCHAP_STATS_LAKE_PATH, else `lake/` at the
+        root of the exports' bucket, or beside the files of a local source."""
+        path = self.lake_path
+        if not path and self.source and self.source.startswith("s3://"):
+            path = f"s3://{urlsplit(self.source).netloc}/lake/"
+        elif not path and self.source:
+            path = str(Path(self.source) / "lake")
+        elif not path and self.s3.bucket:
+            path = f"s3://{self.s3.bucket}/lake/"
+        if not path:
+            raise ConfigError("the lake has no place: set TCHAP_STATS_LAKE_PATH (s3://bucket/"
+                              "prefix/ or a directory), S3_BUCKET_NAME or --source")
+        # The lake deletes whatever files under its path it does not list (a killed write's):
+        # never a bucket's root, nor the exports' own directory.
+        if path.startswith("s3://"):
+            path = path if path.endswith("/") else path + "/"
+            if not urlsplit(path).path.strip("/"):
+                raise ConfigError(f"TCHAP_STATS_LAKE_PATH={path!r}: give a prefix of its own, "
+                                  "e.g. s3://bucket/lake/, not a bucket's root")
+            return path
+        resolved = Path(path).resolve()
+        if self.source and not self.source.startswith("s3://") and (
+                resolved == Path(self.source).resolve()):
+            raise ConfigError(f"TCHAP_STATS_LAKE_PATH={path!r} is the exports' directory: "
+                              "give the lake a directory of its own")
+        return str(resolved) + "/"
 
     def secrets(self) -> list[str]:
         # A webhook's URL is its secret (Slack's and Mattermost's carry the token).
@@ -174,6 +212,10 @@ class Settings:
             # Not a URL (a key=value DSN, a typo): the spelling patterns of mask() apply.
             with contextlib.suppress(ValueError):
                 found.append(urlsplit(self.database_url).password)
+            # A key=value DSN's password (libpq's parser; the lake hands it to DuckDB).
+            with contextlib.suppress(psycopg.Error):
+                password = conninfo_to_dict(self.database_url).get("password")
+                found.append(str(password) if password else None)
         return [s for s in found if s]
 
 

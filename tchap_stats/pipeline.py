@@ -23,6 +23,7 @@ from .config import Settings, mask
 from .database import connect
 from .exports import Export
 from .filenames import near_miss_note
+from .lake import archived_month_starts
 from .ledger import DayResult
 from .load import (
     ROW_ERRORS,
@@ -461,6 +462,7 @@ def run(settings: Settings, database_url: str, source: Source, exports: Iterable
         stager.prepare(source)
         with connect(database_url, autocommit=True) as conn:
             require_schema(conn)
+            stager.archived_months = archived_month_starts(conn)
             interrupted = ledger.mark_interrupted(conn)
             if interrupted:
                 log.warning("%d load(s) left running by a stopped process marked "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import csv
+import importlib
 import itertools
 import logging
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from . import dates, lines
-from .config import SQL_DIR, Settings
+from .config import SQL_DIR, S3Settings, Settings
 from .database import one
 from .exports import FILE_DATE, Derived, Export
 from .source import Source, SourceFile
@@ -158,7 +159,7 @@ def _csv_field(raw: str) -> str:
 
 
 def _problems(export: Export, raw: dict[str, str], parsed: dict[str, str],
-              windowed: bool) -> list[tuple[str, str, str]]:
+              windowed: bool, archived: bool = False) -> list[tuple[str, str, str]]:
     """(condition, column, reason SQL) of each check a line must pass, in order: the first
     one failed is the line's reject reason. Line breaks come first, so that a record
     holding several lines is always known as such (see `spans_lines`)."""
@@ -193,16 +194,25 @@ def _problems(export: Export, raw: dict[str, str], parsed: dict[str, str],
                 f"OR {typed} >= CAST($window_end AS {bound}))", c.name,
                 "'outside the file''s window (' || CAST($window_first AS VARCHAR) || '..' || "
                 f"CAST($window_last AS VARCHAR) || '): ' || {value}"))
+        if archived and c.name == export.dated_by:
+            # Its partition is gone (tchap_stats/lake.py): a load must not recreate it.
+            month = f"CAST(date_trunc('month', CAST({typed} AS DATE)) AS DATE)"
+            problems.append((
+                f"list_contains(CAST($archived_months AS DATE[]), {month})", c.name,
+                f"'month ' || strftime({month}, '%Y-%m') || ' is archived in the lake "
+                f"(restore it first: tchap-stats restore --month ' || "
+                f"strftime({month}, '%Y-%m') || '): ' || {value}"))
     return problems
 
 
 def typed_rows_sql(export: Export, reader_rejects: str, reader_scans: str, *,
-                   windowed: bool = False, numbered: bool = False) -> str:
+                   windowed: bool = False, numbered: bool = False,
+                   archived: bool = False) -> str:
     """The checked lines of a file (`numbered`: a file rewritten line by line, whose first
     column is each record's line in the original file)."""
     raw = {c.name: ident(f"raw_{c.name}") for c in export.columns}
     parsed = {c.name: ident(f"parsed_{c.name}") for c in export.columns}
-    problems = _problems(export, raw, parsed, windowed)
+    problems = _problems(export, raw, parsed, windowed, archived)
     # Each condition is evaluated once, for the number of the first one a line fails; its
     # column and reason are then looked up by that number, for rejected lines only.
     problem = "CASE " + " ".join(
@@ -363,6 +373,8 @@ class Stager:
         self._local = threading.local()
         self._s3_lock = threading.Lock()
         self._s3_ready: object | None = None
+        # Per export, the months in the lake (their first days): their rows are rejected.
+        self.archived_months: dict[str, list[date]] = {}
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -385,9 +397,11 @@ class Stager:
     def prepare(self, source: Source) -> None:
         """Ready DuckDB to read `source` (for S3: load httpfs, create the secret). Staging
         does it when needed; a run does it first, while other work waits on the network."""
-        s3 = source.s3
-        if s3 is None:
-            return
+        if source.s3 is not None:
+            self.use_s3(source.s3)
+
+    def use_s3(self, s3: S3Settings) -> None:
+        """Load httpfs and create the S3 secret (once per settings)."""
         with self._s3_lock:
             if self._s3_ready == s3:
                 return
@@ -478,11 +492,12 @@ class Stager:
         window = self._window(export, file_date)
         con = self.con
         try:
+            archived = self.archived_months.get(export.name, [])
             query = _render("checked_rows.sql", checked=ident(checked), typed_rows=typed_rows_sql(
                 export, reader_rejects, reader_scans, windowed=window is not None,
-                numbered=numbered))
+                numbered=numbered, archived=bool(archived)))
             con.execute(query, _bound(query, url=url, file_date=file_date,
-                                      **self._date_bounds(window)))
+                                      archived_months=archived, **self._date_bounds(window)))
             con.execute(duplicate_losers_sql(export, checked, losers))
             days = dict(con.execute(_render(
                 "rows_per_day.sql", checked=ident(checked), losers=ident(losers),
@@ -655,16 +670,19 @@ class Stager:
 
 
 def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
-    """The httpfs extension shipped in the duckdb-extension-httpfs wheel (no network),
-    else DuckDB's own INSTALL (needs the network)."""
-    try:
-        import duckdb_extension_httpfs
+    load_extension(con, "httpfs")
 
-        package_dir = Path(duckdb_extension_httpfs.__file__).parent
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """An extension shipped in its duckdb-extension-NAME wheel (no network), else DuckDB's
+    own INSTALL (needs the network)."""
+    try:
+        package = importlib.import_module(f"duckdb_extension_{name}")
+        package_dir = Path(package.__file__ or "").parent
         version_dir = package_dir / "extensions" / f"v{duckdb.__version__}"
         candidates = sorted(version_dir.glob("*.duckdb_extension"))
         if candidates:
             con.execute(f"INSTALL {literal(str(candidates[0]))}")
     except ImportError:
-        con.execute("INSTALL httpfs")
-    con.execute("LOAD httpfs")
+        con.execute(f"INSTALL {ident(name)}")
+    con.execute(f"LOAD {ident(name)}")

@@ -26,7 +26,7 @@ from .conftest import upload_dir, write_file
 D = date(2024, 11, 14)
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
 COMMANDS = ["migrate", "sync", "backfill", "refresh", "check", "status", "generate", "demo",
-            "exports", "migrate-legacy"]
+            "exports", "migrate-legacy", "archive", "restore", "lake-sql"]
 
 # Variables the command reads; every invocation starts from none of them set.
 READ_VARIABLES = [
@@ -35,7 +35,8 @@ READ_VARIABLES = [
     "TCHAP_STATS_EXPORTS", "TCHAP_STATS_REJECT_THRESHOLD", "TCHAP_STATS_DUCKDB_MEMORY",
     "TCHAP_STATS_SPILL_DIR", "TCHAP_STATS_LOCK_TIMEOUT", "TCHAP_STATS_ACCEPT_DAYS_BEFORE",
     "TCHAP_STATS_ACCEPT_DAYS_AFTER", "TCHAP_STATS_PREAGGREGATE", "TCHAP_STATS_LOOKBACK_DAYS",
-    "TCHAP_STATS_ALERT_WEBHOOK", "TCHAP_STATS_ALERT_STALE_DAYS",
+    "TCHAP_STATS_ALERT_WEBHOOK", "TCHAP_STATS_ALERT_STALE_DAYS", "TCHAP_STATS_LAKE_PATH",
+    "TCHAP_STATS_KEEP_MONTHS",
 ]
 
 
