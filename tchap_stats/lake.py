@@ -6,7 +6,7 @@ catalog in schema tchap_stats_lake of the same PostgreSQL, written and read by D
 the packaged ducklake and postgres extensions. The lake's table of an export has the raw
 table's columns, its files partitioned by year and month of the partition column.
 
-Which tier holds a month is said by tchap_stats.archived_months alone (migration 014): a
+Which tier holds a month is said by tchap_stats.archived_months alone (migration 015): a
 row there and the month's partition are never both committed. A month moves like this:
 - archive: the partition is locked against writes; the month is written to the lake (its
   former lake rows, an interrupted run's, replaced) in one DuckLake transaction, counted
@@ -49,7 +49,7 @@ from .summaries import raw_schema
 LAKE_SQL = SQL_DIR / "lake"
 _T = TypeVar("_T")
 log = logging.getLogger("tchap_stats")
-CATALOG_SCHEMA = "tchap_stats_lake"  # DuckLake's catalog tables (migration 014)
+CATALOG_SCHEMA = "tchap_stats_lake"  # DuckLake's catalog tables (migration 015)
 LAKE = "lake"  # the lake's name in DuckDB
 POSTGRES = "pg"  # the database's name in DuckDB
 # The exports whose months move: user_daily_visits is nearly all the raw rows (tens of
