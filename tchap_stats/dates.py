@@ -25,6 +25,12 @@ def month_bounds(day: date) -> tuple[date, date]:
     return lower, upper
 
 
+def add_months(month: date, count: int) -> date:
+    """The first day of the month `count` months after `month`'s (before, if negative)."""
+    index = month.year * 12 + month.month - 1 + count
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def whole_months(first: date, last: date) -> list[date]:
     """The days of every month the range touches: monthly rows are per whole month."""
     return days_between(first.replace(day=1), month_bounds(last)[1] - timedelta(days=1))

@@ -38,7 +38,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .config import SQL_DIR, Settings
 from .database import one
-from .dates import month_bounds
+from .dates import add_months, month_bounds
 from .exports import USER_DAILY_VISITS, Export
 from .load import copy_rows, ensure_partitions, partition_name
 from .sqltext import identifier as ident
@@ -198,7 +198,7 @@ class Lake:
         column = ident(export.partition.column)
         return "(" + " OR ".join(
             f"({column} >= DATE {literal(m.isoformat())} AND "
-            f"{column} < DATE {literal(add_months(m, 1).isoformat())})" for m in months) + ")"
+            f"{column} < DATE {literal(month_bounds(m)[1].isoformat())})" for m in months) + ")"
 
     def write_month(self, export: Export, month: date) -> None:
         """The partition's rows in place of whatever the lake held of the month, in one
@@ -311,11 +311,6 @@ def partitions(conn: psycopg.Connection, export: Export) -> list[Partition]:
 
 
 # --- which months may move ------------------------------------------------------------------
-
-def add_months(month: date, count: int) -> date:
-    index = month.year * 12 + month.month - 1 + count
-    return date(index // 12, index % 12 + 1, 1)
-
 
 def first_open_month(settings: Settings, today: date) -> date:
     """The first month that may still receive rows, or did less than a month ago: a file

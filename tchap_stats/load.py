@@ -353,15 +353,15 @@ class DayWriter:
         self._copy_day(incoming, day)
         self.conn.execute(sql.SQL("ANALYZE {}").format(incoming))
         export = self.export
-        key_match = self._key_match()
+        key_match, beats = self._key_match(), self._beats(file_wins)
         with hash_joins(self.conn):
             if export.summarised is not None:
                 self.conn.execute(_statement(
                     "late_rows.sql", **parts, incoming=incoming, key_match=key_match,
-                    beats=self._beats(file_wins)), params)
+                    beats=beats), params)
             replaced, rewritten = one(self.conn.execute(_statement(
                 "merge_delete_beaten.sql", **parts, incoming=incoming, key_match=key_match,
-                beats=self._beats(file_wins), changes=self._changes()), params))
+                beats=beats, changes=self._changes()), params))
             removed = 0
             if isinstance(export.merge, SnapshotPerFile):
                 removed = self.conn.execute(_statement(

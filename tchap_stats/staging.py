@@ -405,7 +405,7 @@ class Stager:
         with self._s3_lock:
             if self._s3_ready == s3:
                 return
-            _load_httpfs(self.con)
+            load_extension(self.con, "httpfs")
             options = {
                 "TYPE": "s3",
                 "KEY_ID": s3.access_key_id or "",
@@ -667,10 +667,6 @@ class Stager:
                 writer.join()
             if failure:
                 raise StagingError(str(failure[0]))
-
-
-def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
-    load_extension(con, "httpfs")
 
 
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:

@@ -319,6 +319,7 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
     # Adds to user_devices_monthly and counts what it added into active_monthly, once per
     # way of finding the new tuples, each month the way its size calls for (a night's late
     # rows for a full month beside its own day, the first of an empty one).
+    day_rows = _added_day_rows(MONTHLY)
     for path, days in _days_by_path(conn, plan).items():
         added = plan.added_parameters(days)
         # A day's raw rows are one per user and device; its late rows may hold a key twice
@@ -327,7 +328,7 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
         distinct = sql.SQL("" if one_day_a_month and not added["grown_days"] else "DISTINCT")
         new_tuples = sql.SQL(_reading_raw((SUMMARIES_SQL / (
             f"user_devices_monthly_new_by_{path}.sql")).read_text())
-            ).format(distinct=distinct, day_rows=_added_day_rows(MONTHLY))
+            ).format(distinct=distinct, day_rows=day_rows)
         _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples,
                                                     distinct=distinct), added)
 
