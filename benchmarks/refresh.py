@@ -31,14 +31,16 @@ history reaches its size); between two nights, the days in between (the 3rd to t
 are filled in the `nightly` way in every database, the legacy's inserted with its indexes.
 Each night starts on a quiet server (no autovacuum worker at work, then a CHECKPOINT) and
 runs with autovacuum paused (resumed after it), in this order: tchap-stats on each build,
-then the legacy. The legacy path runs inside this process; each tchap-stats sync follows
-a warm-up process (a sync of a day with no file, which touches no data), so that both start
-with their program files in the page cache, and with tchap-stats' bytecode compiled, as a
-deployed one has it (this script first runs bin/post_compile; the libraries' bytecode is
-pip's). History is generated inside PostgreSQL (benchmarks/sql/history.sql, the same rows
-for both systems). Prints each night's -v statements and a matrix, writes
-benchmarks/results/refresh.json and, with matplotlib (the `bench` extra),
-benchmarks/results/refresh.png.
+then the legacy. With --cache cold (the default), each system's night also starts with
+PostgreSQL restarted and the kernel's page cache dropped: every night reads from disk,
+whatever the benchmark touched before it. The legacy path runs inside this process; each
+tchap-stats sync follows a warm-up process (a sync of a day with no file, which touches no
+data), so that both start with their program files in the page cache, and with
+tchap-stats' bytecode compiled, as a deployed one has it (this script first runs
+bin/post_compile; the libraries' bytecode is pip's). History is generated inside
+PostgreSQL (benchmarks/sql/history.sql, the same rows for both systems). Prints each
+night's -v statements and a matrix, writes benchmarks/results/refresh.json and, with
+matplotlib (the `bench` extra), benchmarks/results/refresh.png.
 
     .venv/bin/python benchmarks/refresh.py                      # 100,000 rows a day
     .venv/bin/python benchmarks/refresh.py --rows-per-day 5000 --histories 30,120  # fast
@@ -295,6 +297,27 @@ def autovacuum_paused(url: str) -> Iterator[None]:
         autovacuum("on")
 
 
+def cold_start(pgdata: Path) -> None:
+    """PostgreSQL restarted (its shared buffers emptied) and the kernel's page cache dropped
+    (root only): the night reads from disk whatever it reads, as a server does whose memory
+    went to other work since the last night. Without it, what the cache holds depends on
+    which database the benchmark touched last: at 365 days, the three databases (58 GB)
+    do not fit in 24 GiB, and the history builds and the legacy night (which reads its
+    whole table) leave tchap-stats' month cold, while at 30 days everything stays cached
+    (benchmarks/README.md, "Cache")."""
+    from pgserver._commands import pg_ctl  # the embedded server's own
+
+    user = "pgserver" if os.geteuid() == 0 else None  # as pgserver runs it under root
+    pg_ctl(["-w", "-m", "fast", "-l", str(pgdata / "log"), "restart"], pgdata=pgdata,
+           user=user, timeout=120)
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def can_drop_caches() -> bool:
+    return os.access("/proc/sys/vm/drop_caches", os.W_OK)
+
+
 def legacy_nightly(url: str, path: Path, day: date) -> dict[str, float]:
     waited = quiet(url)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -533,6 +556,10 @@ def main() -> None:
                         help="each night's file also holds, for each of the 7 days before "
                              "it, this share of a day's rows as late rows (devices that day "
                              "did not hold), as production files do (default: 0, none)")
+    parser.add_argument("--cache", choices=("cold", "as-left"), default="cold",
+                        help="cold (default): before each system's night, PostgreSQL is "
+                             "restarted and the kernel's page cache dropped (needs root); "
+                             "as-left: the night finds whatever the run before it cached")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="build in DIR and keep it (its PostgreSQL data directory can be "
                              "reused to replay nights; every database is kept); default: a "
@@ -541,6 +568,9 @@ def main() -> None:
     histories = [int(h) for h in args.histories.split(",")]
     kinds = [k.strip() for k in args.nights.split(",")]
     builds, shapes = args.build, args.shape
+    if args.cache == "cold" and not can_drop_caches():
+        sys.exit("--cache cold drops the kernel's page cache, which needs root "
+                 "(/proc/sys/vm/drop_caches): run as root, or pass --cache as-left")
     # The deploy step itself, with this interpreter first on PATH (compileall writes even
     # where PYTHONDONTWRITEBYTECODE is set, as on these machines)
     subprocess.run([str(ROOT / "bin" / "post_compile")], cwd=ROOT, check=True, env={
@@ -610,7 +640,11 @@ def main() -> None:
                                                    args.late_share)
                     client.upload_file(str(path), BUCKET, path.name)
                     measured: dict[str, dict] = {}
+                    for conn in (*conns.values(), legacy_conn):  # a restart would cut them
+                        conn.close()
                     for build in builds:
+                        if args.cache == "cold":
+                            cold_start(workdir / "pgdata")
                         print(f"  {shape} · {build} · {history_days} days · night {night} "
                               f"({kind}): tchap-stats sync …", flush=True)
                         with autovacuum_paused(admin):
@@ -631,8 +665,12 @@ def main() -> None:
                                            "check_output": check_output}
                     print(f"  {shape} · {history_days} days · night {night} ({kind}): "
                           "legacy …", flush=True)
+                    if args.cache == "cold":
+                        cold_start(workdir / "pgdata")
                     with autovacuum_paused(admin):
                         legacy_steps = legacy_nightly(legacy_url, path, night)
+                    conns = {b: psycopg.connect(urls[b], autocommit=True) for b in builds}
+                    legacy_conn = psycopg.connect(legacy_url, autocommit=True)
                     print(f"    {legacy_steps['total']:.1f} s", flush=True)
                     client.delete_object(Bucket=BUCKET, Key=path.name)  # no later warm-up
                     path.unlink()                                       # finds it
@@ -671,7 +709,8 @@ def main() -> None:
     (RESULTS / "refresh.json").write_text(json.dumps(
         {"rows_per_day": args.rows_per_day, "late_share": args.late_share,
          "histories": histories, "nights": kinds,
-         "shapes": shapes, "builds": builds, "results": rows, "summary": summary,
+         "shapes": shapes, "builds": builds, "cache": args.cache, "results": rows,
+         "summary": summary,
          "targets": TARGETS, "history_builds": build_log, "cores": os.cpu_count(),
          "benchmark_seconds": total}, indent=2))
     print(f"written {RESULTS / 'refresh.json'}")
