@@ -182,14 +182,15 @@ class Lake:
         assert export.partition is not None
         columns = ", ".join(f"{ident(c)} {DUCKDB_TYPES[export.column_type(c)]} NOT NULL"
                             for c in export.table_columns)
-        day = ident(export.partition.column)
         exists = one(self.con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
             [LAKE, export.table]))[0]
         if not exists:
+            # Not partitioned: each archive writes one month, so each file holds one month,
+            # and its min and max of the day column prune it as a partition would. Writing a
+            # month of 3 million rows took 3.7 to 4.2 s partitioned by year and month, 2.4
+            # to 2.6 s not (benchmarks/README.md, "The lake").
             self.con.execute(f"CREATE TABLE {self.table(export)} ({columns})")
-            self.con.execute(f"ALTER TABLE {self.table(export)} "
-                             f"SET PARTITIONED BY (year({day}), month({day}))")
 
     def _month(self, export: Export, months: list[date]) -> str:
         """The condition of a row of `months` (the months' first days): ranges of the
@@ -283,8 +284,16 @@ def lake_months(conn: psycopg.Connection, export: Export) -> dict[date, tuple[in
     if one(conn.execute("SELECT to_regclass(%s)",
                         (f"{CATALOG_SCHEMA}.ducklake_data_file",)))[0] is None:
         return {}
+    assert export.partition is not None
     query = sql.SQL((LAKE_SQL / "lake_months.sql").read_text())
-    return {m: (r, b) for m, r, b in conn.execute(query, {"table": export.table})}
+    found = {}
+    for month, rows, size, spans in conn.execute(
+            query, {"table": export.table, "day_column": export.partition.column}):
+        if spans:
+            raise LakeError(f"{month:%Y-%m}: a file of the lake holds rows of other months "
+                            "too, which no archive writes: the lake was written to otherwise")
+        found[month] = (rows, size)
+    return found
 
 
 @dataclass(frozen=True)
