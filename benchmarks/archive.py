@@ -11,22 +11,26 @@ worker) and a CHECKPOINT. The lake is a local directory (TCHAP_STATS_LAKE_PATH):
 transfer time is not measured here.
 
 Measured, each as its own `tchap-stats` process where it is a command:
-1. `sync --date` of the fourth and third days before the last (two nights before archiving);
-2. `check` of the oldest whole month, in PostgreSQL;
-3. a plain `COPY (SELECT * FROM partition) TO STDOUT` of each month the archive moves,
+1. `check` of the oldest whole month, in PostgreSQL;
+2. a plain `COPY (SELECT * FROM partition) TO STDOUT` of each month the archive moves,
    read and discarded by psycopg (the floor a copy out of PostgreSQL costs);
-4. `archive --before M` (M: the first month still open to late rows); its record of each
+3. `archive --before M` (M: the first month still open to late rows); its record of each
    month (tchap_stats.archived_months) gives the rows, the seconds (checksum in PostgreSQL,
    write to the lake, checksum in the lake, drop), PostgreSQL's bytes with indexes and the
    Parquet's bytes;
-5. the fingerprints (row count and a hash of the rows) of every table and view of schemas
-   public and tchap_stats, before 4 and after it, "today" pinned;
-6. `check` of the same month, now read from the lake;
-7. `sync --date` of the last two days (two nights after archiving); each night, like each
-   step, starts on a quiet server.
+4. the fingerprints (row count and a hash of the rows) of every table and view of schemas
+   public and tchap_stats, before 3 and after it, "today" pinned;
+5. `check` of the same month, now read from the lake;
+6. the night of the last day (`sync --date`), --rounds times on a copy of the database as it
+   was before the archive and as many on one of it after, alternating (before, after, then
+   after, before, …): the same file into the same state, archived months aside. Each copy
+   is a `CREATE DATABASE … TEMPLATE`, dropped after its night; each night starts with
+   PostgreSQL restarted and the kernel's page cache dropped when this runs as root (else on
+   a quiet server only), as benchmarks/refresh.py does.
+Steps 1 to 5 start on a quiet server (no autovacuum worker, after a CHECKPOINT).
 
     .venv/bin/python benchmarks/archive.py --rows-per-day 20000 --days 120
-    .venv/bin/python benchmarks/archive.py --rows-per-day 2000 --days 70   # a quick look
+    .venv/bin/python benchmarks/archive.py --rows-per-day 2000 --days 70 --rounds 1   # a look
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from refresh import quiet  # noqa: E402
+from refresh import can_drop_caches, cold_start, database_url, quiet  # noqa: E402
 
 from tchap_stats.config import Settings  # noqa: E402
 from tchap_stats.database import start_embedded  # noqa: E402
@@ -58,7 +63,6 @@ from tchap_stats.lake import add_months, first_open_month  # noqa: E402
 from tests.faultkit import table_fingerprints  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-NIGHTS = 2  # measured before archiving, and as many after
 BIN = Path(sys.executable).parent
 
 
@@ -98,11 +102,31 @@ def copy_out(url: str, partition: str) -> tuple[int, float]:
     return size, time.perf_counter() - started
 
 
-def synced_seconds(env: dict[str, str], cwd: Path, night: date, url: str) -> float:
+def copy_database(admin: str, source: str, name: str) -> str:
+    """A copy of database `source` (no session on it), as `name`. Returns its URL."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+            sql.Identifier(name), sql.Identifier(source)))
+    return database_url(admin, name)
+
+
+def drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+
+
+def night_on_a_copy(admin: str, pgdata: Path, source: str, env: dict[str, str], cwd: Path,
+                    night: date) -> float:
+    """`sync --date night` on a fresh copy of database `source`, from a cold start when
+    this runs as root; its seconds."""
+    url = copy_database(admin, source, "night")
+    if can_drop_caches():
+        cold_start(pgdata)
     quiet(url)
-    seconds, _ = tchap_stats(env, cwd, "sync", "--date", str(night), "--only",
-                                  "user_daily_visits")
-    print(f"    sync --date {night}: {seconds:.1f} s", flush=True)
+    seconds, _ = tchap_stats({**env, "DATABASE_URL": url}, cwd, "sync", "--date", str(night),
+                             "--only", "user_daily_visits")
+    drop_database(admin, "night")
     return seconds
 
 
@@ -110,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-day", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="nights measured before the archive, and as many after")
     parser.add_argument("--duckdb-memory", metavar="SIZE",
                         help="TCHAP_STATS_DUCKDB_MEMORY of the archive and the second check "
                              "(default: the setting's own, 128MB)")
@@ -119,15 +145,17 @@ def main() -> None:
     first = last - timedelta(days=args.days - 1)
     source = files(args.rows_per_day, first, last)
     work = Path(tempfile.mkdtemp(prefix="archive-bench-"))
-    url = start_embedded(work / "pgdata")
+    admin = start_embedded(work / "pgdata")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE history")
+    url = database_url(admin, "history")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TCHAP_STATS_", "S3_"))}
     env.update(DATABASE_URL=url, TCHAP_STATS_SOURCE=str(source),
                TCHAP_STATS_LAKE_PATH=str(work / "lake"))
     tchap_stats(env, work, "migrate")
-    held_back = [last - timedelta(days=n) for n in range(NIGHTS * 2 - 1, -1, -1)]
-    print(f"backfill {first}..{held_back[0] - timedelta(days=1)} …", flush=True)
+    print(f"backfill {first}..{last - timedelta(days=1)} …", flush=True)
     seconds, _ = tchap_stats(env, work, "backfill", "--from", str(first), "--to",
-                             str(held_back[0] - timedelta(days=1)), "--only",
+                             str(last - timedelta(days=1)), "--only",
                              "user_daily_visits", "--jobs", "2")
     print(f"    {seconds:.0f} s", flush=True)
     quiet(url)
@@ -140,8 +168,6 @@ def main() -> None:
                                   "duckdb_memory": args.duckdb_memory,
                                   "archive_before": f"{before_month:%Y-%m}"}
 
-    results["sync_before_s"] = [synced_seconds(env, work, night, url)
-                                for night in held_back[:NIGHTS]]
     quiet(url)
     check_pg, output = tchap_stats(env, work, "check", *check_range)
     assert "summaries match" in output, output
@@ -161,6 +187,7 @@ def main() -> None:
         copies[f"{month:%Y-%m}"] = {"copy_to_s": seconds, "copy_to_bytes": size}
         print(f"    COPY {name} TO STDOUT: {seconds:.2f} s, {size:,} bytes", flush=True)
     before = table_fingerprints(url, today)
+    copy_database(admin, "history", "before_archive")
     quiet(url)
     lake_env = {**env, **({"TCHAP_STATS_DUCKDB_MEMORY": args.duckdb_memory}
                           if args.duckdb_memory else {})}
@@ -193,8 +220,19 @@ def main() -> None:
     assert "summaries match" in output, output
     print(f"    check {oldest_whole:%Y-%m} from the lake: {check_lake:.1f} s", flush=True)
     results.update(check_postgresql_s=check_pg, check_lake_s=check_lake)
-    results["sync_after_s"] = [synced_seconds(env, work, night, url)
-                               for night in held_back[NIGHTS:]]
+    nights: dict[str, list[float]] = {"before": [], "after": []}
+    sources = {"before": "before_archive", "after": "history"}
+    for round_ in range(args.rounds):  # before, after; then after, before; …
+        for state in ("before", "after") if round_ % 2 == 0 else ("after", "before"):
+            nights[state].append(night_on_a_copy(admin, work / "pgdata", sources[state], env,
+                                                 work, last))
+            print(f"    night {last} on a copy {state} the archive: "
+                  f"{nights[state][-1]:.2f} s", flush=True)
+    drop_database(admin, "before_archive")
+    results.update(nights_before_s=nights["before"], nights_after_s=nights["after"],
+                   cold_nights=can_drop_caches())
+    print(f"    nights, median: before {statistics.median(nights['before']):.2f} s, "
+          f"after {statistics.median(nights['after']):.2f} s", flush=True)
     _, status = tchap_stats(env, work, "status", "--limit", "1")
     print(status)
     RESULTS.mkdir(exist_ok=True)
