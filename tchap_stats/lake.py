@@ -409,7 +409,9 @@ def archive_month(conn: psycopg.Connection, lake: Lake, export: Export,
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(table))
         size = one(conn.execute("SELECT pg_total_relation_size(%s::regclass)",
                                 (table.as_string(conn),)))[0]
-        # PostgreSQL checksums the partition while DuckDB writes it (a core each).
+        # PostgreSQL checksums the partition on its server while DuckDB writes it here: two
+        # machines in production (on one of 2 cores, both are CPU-bound and it gains
+        # nothing: benchmarks/README.md, "One month at 100,000 rows a day").
         with ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
             summed = pool.submit(_timed, "checksum in PostgreSQL", month, postgres_sums,
                                  conn, export, month)
