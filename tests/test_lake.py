@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from tchap_stats.cli import cli
 from tchap_stats.config import ConfigError, Settings
-from tchap_stats.lake import add_months, first_open_month
+from tchap_stats.lake import Lake, add_months, first_open_month
 from tchap_stats.pipeline import EXIT_BUDGET, EXIT_FAILED, EXIT_OK
 from tchap_stats.source import s3_client
 from tchap_stats.synthetic.generate import Options, generate
@@ -331,3 +331,24 @@ def test_a_failed_restores_empty_partition_never_overwrites_the_lake(
                            **lake_env)
     assert restored.returncode == EXIT_OK, restored.stderr
     assert month_of(raw_rows(db), JANUARY) == january
+
+
+def test_a_lake_file_holding_several_months_stops_the_archive(
+        history, tmp_path, settings, database_url, db):
+    """The lake's months come from its files' day ranges (one month a file, as every archive
+    writes): a file written otherwise, spanning months, is refused, never half counted."""
+    lake_env = {"TCHAP_STATS_LAKE_PATH": str(tmp_path / "lake")}
+    assert tchap_stats(["archive", "--before", "2025-02"], database_url, tmp_path,
+                       **lake_env).returncode == EXIT_OK
+    with Lake(replace(settings, lake_path=str(tmp_path / "lake")), database_url) as lake:
+        lake.con.execute(
+            "INSERT INTO lake.user_daily_visits (user_id, device_id, visit_ts, visit_date, "
+            "user_agent, instance, domain, platform, device_type) VALUES "
+            "('u1', 'd1', TIMESTAMPTZ '2024-11-30 10:00:00+00', DATE '2024-11-30', 'a', 'i', "
+            "'x.gouv.fr', 'Autre', 'Autre'), ('u2', 'd2', TIMESTAMPTZ '2024-12-01 10:00:00+00', "
+            "DATE '2024-12-01', 'a', 'i', 'x.gouv.fr', 'Autre', 'Autre')")
+    february = month_of(raw_rows(db), FEBRUARY)
+    again = tchap_stats(["archive", "--before", "2025-03"], database_url, tmp_path, **lake_env)
+    assert again.returncode == EXIT_FAILED
+    assert "2024-11: a file of the lake holds rows of other months too" in again.stderr
+    assert archived(db) == [JANUARY] and month_of(raw_rows(db), FEBRUARY) == february
