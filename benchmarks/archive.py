@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,7 +54,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from refresh import can_drop_caches, cold_start, database_url, quiet  # noqa: E402
+from refresh import (  # noqa: E402
+    can_drop_caches,
+    cold_start,
+    database_url,
+    quiet,
+    stop_server,
+)
 
 from tchap_stats.config import Settings  # noqa: E402
 from tchap_stats.database import start_embedded  # noqa: E402
@@ -238,6 +245,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "archive.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    stop_server(work / "pgdata")
+    shutil.rmtree(work, ignore_errors=True)  # its databases and lake (a few GB at 100,000)
 
 
 if __name__ == "__main__":

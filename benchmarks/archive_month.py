@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from refresh import Population, generated_rows, quiet  # noqa: E402
+from refresh import Population, generated_rows, quiet, stop_server  # noqa: E402
 
 from tchap_stats import lake  # noqa: E402
 from tchap_stats.config import Settings  # noqa: E402
@@ -175,6 +175,7 @@ def main() -> None:
         (RESULTS / "archive_month.json").write_text(json.dumps(results, indent=2) + "\n")
         print(f"written {RESULTS / 'archive_month.json'}")
     finally:
+        stop_server(work / "pgdata")
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -314,6 +314,15 @@ def cold_start(pgdata: Path) -> None:
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
+def stop_server(pgdata: Path) -> None:
+    """The embedded server stopped now, so that its directory can go (pgserver stops it
+    only at exit, and a server whose directory is gone lingers until it notices)."""
+    from pgserver._commands import pg_ctl  # the embedded server's own
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=120)
+
+
 def can_drop_caches() -> bool:
     return os.access("/proc/sys/vm/drop_caches", os.W_OK)
 
