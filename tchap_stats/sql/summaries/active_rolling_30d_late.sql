@@ -4,7 +4,8 @@
 -- activity from g to the day before its next one (held, or gained later), within g .. g + 29;
 -- it adds one there, except on the days an earlier held activity already covers (through
 -- the latest before g, plus 29). The activity of the users who gained is read once per
--- user, over the grown days and 29 days either side, by (user hash, day).
+-- user, over the grown days and 29 days either side, by (month, user hash, day):
+-- one descent of the index per month of that range (migration 016).
 -- Days after the latest summarised one stay provisional, as appending counts them.
 WITH gained AS (
     SELECT g.*, lead(g.day) OVER (PARTITION BY g.user_id, g.dimension, g.value
@@ -14,7 +15,12 @@ WITH gained AS (
     SELECT a.user_id, a.dimension, a.value, a.day
     FROM (SELECT DISTINCT user_id FROM late_gained) AS u
     JOIN tchap_stats.daily_activity AS a
-      ON hashtextextended(a.user_id, 0) = hashtextextended(u.user_id, 0)
+      ON date_trunc('month', a.day::timestamp) = ANY(ARRAY(
+             SELECT generate_series(date_trunc('month', (min(day) - 29)::timestamp),
+                                    date_trunc('month', (max(day) + 29)::timestamp),
+                                    '1 month')
+             FROM late_gained))
+     AND hashtextextended(a.user_id, 0) = hashtextextended(u.user_id, 0)
      AND a.user_id = u.user_id
      AND a.day BETWEEN (SELECT min(day) - 29 FROM late_gained)
                    AND (SELECT max(day) + 29 FROM late_gained)
