@@ -58,6 +58,7 @@ from refresh import (  # noqa: E402
     can_drop_caches,
     cold_start,
     database_url,
+    drop_database,
     quiet,
     stop_server,
 )
@@ -116,11 +117,6 @@ def copy_database(admin: str, source: str, name: str) -> str:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
             sql.Identifier(name), sql.Identifier(source)))
     return database_url(admin, name)
-
-
-def drop_database(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
 
 
 def night_on_a_copy(admin: str, pgdata: Path, source: str, env: dict[str, str], cwd: Path,

@@ -305,11 +305,7 @@ def cold_start(pgdata: Path) -> None:
     do not fit in 24 GiB, and the history builds and the legacy night (which reads its
     whole table) leave tchap-stats' month cold, while at 30 days everything stays cached
     (benchmarks/README.md, "Cache")."""
-    from pgserver._commands import pg_ctl  # the embedded server's own
-
-    user = "pgserver" if os.geteuid() == 0 else None  # as pgserver runs it under root
-    pg_ctl(["-w", "-m", "fast", "-l", str(pgdata / "log"), "restart"], pgdata=pgdata,
-           user=user, timeout=120)
+    _pg_ctl(pgdata, "-l", str(pgdata / "log"), "restart")
     subprocess.run(["sync"], check=True)
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
@@ -317,10 +313,16 @@ def cold_start(pgdata: Path) -> None:
 def stop_server(pgdata: Path) -> None:
     """The embedded server stopped now, so that its directory can go (pgserver stops it
     only at exit, and a server whose directory is gone lingers until it notices)."""
-    from pgserver._commands import pg_ctl  # the embedded server's own
+    _pg_ctl(pgdata, "stop")
 
-    user = "pgserver" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=120)
+
+def _pg_ctl(pgdata: Path, *args: str) -> None:
+    """The embedded server's own pg_ctl, waiting, fast shutdown, as pgserver runs it (as
+    user pgserver under root)."""
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", *args], pgdata=pgdata,
+           user="pgserver" if os.geteuid() == 0 else None, timeout=120)
 
 
 def can_drop_caches() -> bool:
