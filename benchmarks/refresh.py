@@ -33,7 +33,10 @@ Each night starts on a quiet server (no autovacuum worker at work, then a CHECKP
 runs with autovacuum paused (resumed after it), in this order: tchap-stats on each build,
 then the legacy. With --cache cold (the default), each system's night also starts with
 PostgreSQL restarted and the kernel's page cache dropped: every night reads from disk,
-whatever the benchmark touched before it. The legacy path runs inside this process; each
+whatever the benchmark touched before it. With --cache own, each system has a server of
+its own with the same shared buffers (--shared-buffers, 1GB), never restarted, and the
+page cache is dropped before each night: a night finds in memory what its own server kept
+of its own work (its earlier nights, checks and fills), as on a dedicated database server. The legacy path runs inside this process; each
 tchap-stats sync follows a warm-up process (a sync of a day with no file, which touches no
 data), so that both start with their program files in the page cache, and with
 tchap-stats' bytecode compiled, as a deployed one has it (this script first runs
@@ -280,15 +283,16 @@ def quiet(url: str, timeout: float = 300.0) -> float:
 
 
 @contextmanager
-def autovacuum_paused(url: str) -> Iterator[None]:
+def autovacuum_paused(*urls: str) -> Iterator[None]:
     """No autovacuum worker starts during a measured night, either system's: on 2 cores, a
     worker on the history build's tables takes a core from a 5-second night. (In the run
     before this pause, the 30- and 120-day nights took 6.4 and 7.6 s, their statements
     twice as slow as the 365-day night's, which took 5.2 s.) Resumed after the night."""
     def autovacuum(value: str) -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"ALTER SYSTEM SET autovacuum = {value}")
-            conn.execute("SELECT pg_reload_conf()")
+        for url in urls:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"ALTER SYSTEM SET autovacuum = {value}")
+                conn.execute("SELECT pg_reload_conf()")
 
     autovacuum("off")
     try:
@@ -308,6 +312,59 @@ def cold_start(pgdata: Path) -> None:
     _pg_ctl(pgdata, "-l", str(pgdata / "log"), "restart")
     subprocess.run(["sync"], check=True)
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def drop_page_cache() -> None:
+    """The kernel's page cache dropped (root only), the servers left running: with
+    --cache own, a night finds in memory only what its own server's shared buffers kept."""
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def set_shared_buffers(pgdata: Path, admin_url: str, size: str) -> None:
+    """shared_buffers (which takes a restart) set to `size`."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(sql.Literal(size)))
+    _pg_ctl(pgdata, "-l", str(pgdata / "log"), "restart")
+
+
+class Servers:
+    """Where each system's databases live: one embedded server for all (--cache cold,
+    as-left), or with --cache own one per system (`nightly`, `bulk`, `legacy`), each with
+    the same shared buffers, as if each ran on a database server of its own."""
+
+    def __init__(self, workdir: Path, systems: list[str], own: bool, shared_buffers: str):
+        self.pgdata = {s: workdir / (f"pgdata_{s}" if own else "pgdata") for s in systems}
+        # start_embedded starts a data directory's server once, then returns its URL
+        self.admin = {s: start_embedded(pgdata) for s, pgdata in self.pgdata.items()}
+        for pgdata, admin in self.servers().items():
+            tune(admin)
+            if own:
+                set_shared_buffers(pgdata, admin, shared_buffers)
+
+    def servers(self) -> dict[Path, str]:
+        """Each server's data directory and admin URL."""
+        return {pgdata: self.admin[s] for s, pgdata in self.pgdata.items()}
+
+    def before_night(self, system: str, cache: str) -> None:
+        """The night's memory as --cache says; the other servers quiet (the night's own
+        waits for its server in the night's function)."""
+        if cache == "cold":
+            cold_start(self.pgdata[system])
+        for pgdata, admin in self.servers().items():
+            if pgdata != self.pgdata[system]:
+                quiet(admin)
+        if cache == "own":
+            drop_page_cache()
+
+    @contextmanager
+    def autovacuum_paused(self) -> Iterator[None]:
+        with autovacuum_paused(*self.servers().values()):
+            yield
+
+    def stop(self) -> None:
+        for pgdata in self.servers():
+            stop_server(pgdata)
 
 
 def stop_server(pgdata: Path) -> None:
@@ -567,10 +624,15 @@ def main() -> None:
                         help="each night's file also holds, for each of the 7 days before "
                              "it, this share of a day's rows as late rows (devices that day "
                              "did not hold), as production files do (default: 0, none)")
-    parser.add_argument("--cache", choices=("cold", "as-left"), default="cold",
+    parser.add_argument("--cache", choices=("cold", "own", "as-left"), default="cold",
                         help="cold (default): before each system's night, PostgreSQL is "
                              "restarted and the kernel's page cache dropped (needs root); "
-                             "as-left: the night finds whatever the run before it cached")
+                             "own: each system on a server of its own (--shared-buffers), "
+                             "never restarted, the page cache dropped before each night "
+                             "(needs root); as-left: one server, the night finds whatever "
+                             "the run before it cached")
+    parser.add_argument("--shared-buffers", default="1GB", metavar="SIZE",
+                        help="with --cache own, each server's shared_buffers (default 1GB)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="build in DIR and keep it (its PostgreSQL data directory can be "
                              "reused to replay nights; every database is kept); default: a "
@@ -579,8 +641,8 @@ def main() -> None:
     histories = [int(h) for h in args.histories.split(",")]
     kinds = [k.strip() for k in args.nights.split(",")]
     builds, shapes = args.build, args.shape
-    if args.cache == "cold" and not can_drop_caches():
-        sys.exit("--cache cold drops the kernel's page cache, which needs root "
+    if args.cache != "as-left" and not can_drop_caches():
+        sys.exit(f"--cache {args.cache} drops the kernel's page cache, which needs root "
                  "(/proc/sys/vm/drop_caches): run as root, or pass --cache as-left")
     # The deploy step itself, with this interpreter first on PATH (compileall writes even
     # where PYTHONDONTWRITEBYTECODE is set, as on these machines)
@@ -594,8 +656,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tchap-bench-refresh-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        admin = start_embedded(workdir / "pgdata")
-        tune(admin)
+        servers = Servers(workdir, [*builds, "legacy"], args.cache == "own",
+                          args.shared_buffers)
         moto, s3, endpoint = moto_s3.start_bucket(BUCKET)
         client = s3_client(s3)
         env = {**os.environ, "S3_ENDPOINT": endpoint, "S3_URL_STYLE": "path",
@@ -604,8 +666,10 @@ def main() -> None:
         for shape in shapes:
             population = Population(args.rows_per_day, SHAPES[shape])
             names = {b: f"bench_{shape}_{b}" for b in builds}
-            urls = {b: create_database(admin, names[b], legacy_schema=False) for b in builds}
-            legacy_url = create_database(admin, f"bench_{shape}_legacy", legacy_schema=True)
+            urls = {b: create_database(servers.admin[b], names[b], legacy_schema=False)
+                    for b in builds}
+            legacy_url = create_database(servers.admin["legacy"], f"bench_{shape}_legacy",
+                                         legacy_schema=True)
             conns = {b: psycopg.connect(urls[b], autocommit=True) for b in builds}
             legacy_conn = psycopg.connect(legacy_url, autocommit=True)
             built_until = HISTORY_START - timedelta(days=1)
@@ -654,11 +718,10 @@ def main() -> None:
                     for conn in (*conns.values(), legacy_conn):  # a restart would cut them
                         conn.close()
                     for build in builds:
-                        if args.cache == "cold":
-                            cold_start(workdir / "pgdata")
                         print(f"  {shape} · {build} · {history_days} days · night {night} "
                               f"({kind}): tchap-stats sync …", flush=True)
-                        with autovacuum_paused(admin):
+                        with servers.autovacuum_paused():
+                            servers.before_night(build, args.cache)
                             seconds, rss, output = tchap_stats_nightly(
                                 urls[build], env, night, workdir / "rss")
                         for line in output:
@@ -676,9 +739,8 @@ def main() -> None:
                                            "check_output": check_output}
                     print(f"  {shape} · {history_days} days · night {night} ({kind}): "
                           "legacy …", flush=True)
-                    if args.cache == "cold":
-                        cold_start(workdir / "pgdata")
-                    with autovacuum_paused(admin):
+                    with servers.autovacuum_paused():
+                        servers.before_night("legacy", args.cache)
                         legacy_steps = legacy_nightly(legacy_url, path, night)
                     conns = {b: psycopg.connect(urls[b], autocommit=True) for b in builds}
                     legacy_conn = psycopg.connect(legacy_url, autocommit=True)
@@ -709,9 +771,12 @@ def main() -> None:
             for conn in (*conns.values(), legacy_conn):
                 conn.close()
             if not args.keep:  # the next shape's builds find the page cache for themselves
-                for name in (*names.values(), f"bench_{shape}_legacy"):
-                    drop_database(admin, name)
+                for build, name in names.items():
+                    drop_database(servers.admin[build], name)
+                drop_database(servers.admin["legacy"], f"bench_{shape}_legacy")
         moto.stop()
+        if not args.keep:
+            servers.stop()
 
     total = time.perf_counter() - run_started
     summary = summarise(rows, shapes, builds)
@@ -720,7 +785,9 @@ def main() -> None:
     (RESULTS / "refresh.json").write_text(json.dumps(
         {"rows_per_day": args.rows_per_day, "late_share": args.late_share,
          "histories": histories, "nights": kinds,
-         "shapes": shapes, "builds": builds, "cache": args.cache, "results": rows,
+         "shapes": shapes, "builds": builds, "cache": args.cache,
+         "shared_buffers": args.shared_buffers if args.cache == "own" else None,
+         "results": rows,
          "summary": summary,
          "targets": TARGETS, "history_builds": build_log, "cores": os.cpu_count(),
          "benchmark_seconds": total}, indent=2))
