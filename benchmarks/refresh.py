@@ -33,14 +33,15 @@ Each night starts on a quiet server (no autovacuum worker at work, then a CHECKP
 runs with autovacuum paused (resumed after it), in this order: tchap-stats on each build,
 then the legacy. With --cache cold (the default), each system's night also starts with
 PostgreSQL restarted and the kernel's page cache dropped: every night reads from disk,
-whatever the benchmark touched before it. With --cache own, each system has a server of
-its own with the same shared buffers (--shared-buffers, 1GB), never restarted, and the
-page cache is dropped before each night: a night finds in memory what its own server kept
-of its own work (its earlier nights, checks and fills), as on a dedicated database server. The legacy path runs inside this process; each
-tchap-stats sync follows a warm-up process (a sync of a day with no file, which touches no
-data), so that both start with their program files in the page cache, and with
-tchap-stats' bytecode compiled, as a deployed one has it (this script first runs
-bin/post_compile; the libraries' bytecode is pip's). History is generated inside
+whatever the benchmark touched before it. With --cache own, each system has a server
+of its own with the same shared buffers (--shared-buffers, 1GB), never restarted, and
+the page cache is dropped before each night: a night finds in memory what its own server
+kept of its own work (its earlier nights, checks and fills), as on a dedicated server.
+The legacy path runs inside this process; each tchap-stats sync follows a warm-up process
+(a sync of a day with no file, which touches no data), so that both start with their
+program files in the page cache, and with tchap-stats' bytecode compiled, as a deployed
+one has it (this script first runs bin/post_compile; the libraries' bytecode is pip's).
+History is generated inside
 PostgreSQL (benchmarks/sql/history.sql, the same rows for both systems). Prints each
 night's -v statements and a matrix, writes benchmarks/results/refresh.json and, with
 matplotlib (the `bench` extra), benchmarks/results/refresh.png.
