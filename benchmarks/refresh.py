@@ -41,10 +41,10 @@ The legacy path runs inside this process; each tchap-stats sync follows a warm-u
 (a sync of a day with no file, which touches no data), so that both start with their
 program files in the page cache, and with tchap-stats' bytecode compiled, as a deployed
 one has it (this script first runs bin/post_compile; the libraries' bytecode is pip's).
-History is generated inside
-PostgreSQL (benchmarks/sql/history.sql, the same rows for both systems). Prints each
-night's -v statements and a matrix, writes benchmarks/results/refresh.json and, with
-matplotlib (the `bench` extra), benchmarks/results/refresh.png.
+History is generated inside PostgreSQL (benchmarks/sql/history.sql, the same rows for both
+systems). Prints each night's -v statements and a matrix, writes
+benchmarks/results/refresh.json and, with matplotlib (the `bench` extra),
+benchmarks/results/refresh.png.
 
     .venv/bin/python benchmarks/refresh.py                      # 100,000 rows a day
     .venv/bin/python benchmarks/refresh.py --rows-per-day 5000 --histories 30,120  # fast
