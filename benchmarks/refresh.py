@@ -310,9 +310,8 @@ def cold_start(pgdata: Path) -> None:
     do not fit in 24 GiB, and the history builds and the legacy night (which reads its
     whole table) leave tchap-stats' month cold, while at 30 days everything stays cached
     (benchmarks/README.md, "Cache")."""
-    _pg_ctl(pgdata, "-l", str(pgdata / "log"), "restart")
-    subprocess.run(["sync"], check=True)
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    restart_server(pgdata)
+    drop_page_cache()
 
 
 def drop_page_cache() -> None:
@@ -326,7 +325,7 @@ def set_shared_buffers(pgdata: Path, admin_url: str, size: str) -> None:
     """shared_buffers (which takes a restart) set to `size`."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(sql.Literal(size)))
-    _pg_ctl(pgdata, "-l", str(pgdata / "log"), "restart")
+    restart_server(pgdata)
 
 
 class Servers:
@@ -338,21 +337,19 @@ class Servers:
         self.pgdata = {s: workdir / (f"pgdata_{s}" if own else "pgdata") for s in systems}
         # start_embedded starts a data directory's server once, then returns its URL
         self.admin = {s: start_embedded(pgdata) for s, pgdata in self.pgdata.items()}
-        for pgdata, admin in self.servers().items():
+        # each server once: its data directory and admin URL
+        self.servers = {pgdata: self.admin[s] for s, pgdata in self.pgdata.items()}
+        for pgdata, admin in self.servers.items():
             tune(admin)
             if own:
                 set_shared_buffers(pgdata, admin, shared_buffers)
-
-    def servers(self) -> dict[Path, str]:
-        """Each server's data directory and admin URL."""
-        return {pgdata: self.admin[s] for s, pgdata in self.pgdata.items()}
 
     def before_night(self, system: str, cache: str) -> None:
         """The night's memory as --cache says; the other servers quiet (the night's own
         waits for its server in the night's function)."""
         if cache == "cold":
             cold_start(self.pgdata[system])
-        for pgdata, admin in self.servers().items():
+        for pgdata, admin in self.servers.items():
             if pgdata != self.pgdata[system]:
                 quiet(admin)
         if cache == "own":
@@ -360,11 +357,11 @@ class Servers:
 
     @contextmanager
     def autovacuum_paused(self) -> Iterator[None]:
-        with autovacuum_paused(*self.servers().values()):
+        with autovacuum_paused(*self.servers.values()):
             yield
 
     def stop(self) -> None:
-        for pgdata in self.servers():
+        for pgdata in self.servers:
             stop_server(pgdata)
 
 
@@ -372,6 +369,10 @@ def stop_server(pgdata: Path) -> None:
     """The embedded server stopped now, so that its directory can go (pgserver stops it
     only at exit, and a server whose directory is gone lingers until it notices)."""
     _pg_ctl(pgdata, "stop")
+
+
+def restart_server(pgdata: Path) -> None:
+    _pg_ctl(pgdata, "-l", str(pgdata / "log"), "restart")
 
 
 def _pg_ctl(pgdata: Path, *args: str) -> None:
