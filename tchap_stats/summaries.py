@@ -330,8 +330,14 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
         new_tuples = sql.SQL(_reading_raw((SUMMARIES_SQL / (
             f"user_devices_monthly_new_by_{path}.sql")).read_text())
             ).format(distinct=distinct, day_rows=day_rows)
-        _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples,
-                                                    distinct=distinct), added)
+        # Its users new to a value are an anti join against the month's user values. A
+        # month's statistics come days after it starts (autoanalyze waits for a tenth of
+        # the table to change): estimating a few thousand of its rows, the planner sorts
+        # both sides on their text keys, 1.2 s on a 2nd of the month where hashing takes
+        # half that (benchmarks/README.md, "The second night of a month").
+        with local_setting(conn, "enable_mergejoin", "off"):
+            _timed(conn, USER_DEVICES_MONTHLY.statement("_add", new_tuples=new_tuples,
+                                                        distinct=distinct), added)
 
 
 def _days_by_path(conn: psycopg.Connection, plan: Plan) -> dict[str, list[date]]:
@@ -618,9 +624,29 @@ def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshRepor
         later = pool.submit(copy_context().run, _refresh_group, second, MONTHLY)
         daily = _refresh_group(conn, DAILY)
         monthly = later.result()
+        if len(set(daily.days) | set(monthly.days)) > BULK_DAYS and conn.autocommit:
+            vacuumed = pool.submit(_vacuum_group, second, MONTHLY)
+            _vacuum_group(conn, DAILY)
+            vacuumed.result()
     return RefreshReport(sorted(set(daily.days) | set(monthly.days)), monthly.months,
                          time.monotonic() - started, monthly.recomputed_months,
                          daily.rolling_append, daily.preaggregated_days)
+
+
+# More days than a night brings (its own and the 7 before it, late rows): a backfill's or a
+# takeover's refresh, which writes its summaries' rows by the million.
+BULK_DAYS = 14
+
+
+def _vacuum_group(conn: psycopg.Connection, group: str) -> None:
+    """VACUUM (ANALYZE) the group's summary tables after a bulk refresh. Rows no one has
+    read yet carry no hint bits: the first night after a bulk build would set them on
+    every page it reads, and write those pages back, a quarter of its time; a new month's
+    statistics would wait for autoanalyze (benchmarks/README.md, "After a bulk build").
+    VACUUM skips the pages it already marked all-visible: its cost follows what changed."""
+    for summary in SUMMARIES:
+        if summary.group == group:
+            _timed(conn, sql.SQL("VACUUM (ANALYZE) {}").format(summary.identifier), {})
 
 
 def refresh_days(conn: psycopg.Connection, days: list[date], fresh: bool) -> RefreshReport:

@@ -416,6 +416,37 @@ def test_no_refresh_leaves_the_changed_days_for_the_next_refresh(settings, datab
     assert check(db, FIRST, FIRST)[0] == 0
 
 
+def test_a_bulk_refresh_vacuums_the_summaries_and_a_nightly_one_does_not(
+        settings, database_url, db, exports_dir):
+    # After a backfill's refresh the next night must not find millions of rows without
+    # hint bits nor a month without statistics: a manual VACUUM (ANALYZE) counts in
+    # vacuum_count (autovacuum's in autovacuum_count).
+    def vacuums() -> dict[str, int]:
+        return dict(db.execute("SELECT relname, vacuum_count FROM pg_stat_user_tables "
+                               "WHERE schemaname = 'tchap_stats'").fetchall())
+
+    first = date(2024, 11, 1)
+    last = first + timedelta(days=summaries.BULK_DAYS)  # one day more than BULK_DAYS
+    generate(first, last + timedelta(days=1), str(exports_dir), Options(rows_per_day=50))
+    env = {"DATABASE_URL": database_url}
+    backfill = ["--source", str(exports_dir), "backfill", "--from", str(first), "--to",
+                str(last), "--only", "user_daily_visits", "--no-refresh"]
+    assert CliRunner().invoke(cli, backfill, env=env).exit_code == 0
+    before = vacuums()
+    refreshed = CliRunner().invoke(cli, ["refresh"], env=env)
+    assert refreshed.exit_code == 0, refreshed.output
+    after_bulk = vacuums()
+    for summary in SUMMARIES:
+        assert after_bulk[summary.table] == before.get(summary.table, 0) + 1, summary.table
+    night = CliRunner().invoke(cli, ["--source", str(exports_dir), "sync", "--date",
+                                     str(last + timedelta(days=1)), "--only",
+                                     "user_daily_visits"], env=env)
+    assert night.exit_code == 0, night.output
+    assert "summaries: " in night.output
+    assert vacuums() == after_bulk
+    assert check(db, first, last + timedelta(days=1))[0] == 0
+
+
 def test_concurrent_refreshes_wait_for_each_other(settings, database_url, db, exports_dir):
     import threading
 
