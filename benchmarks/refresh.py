@@ -24,8 +24,9 @@ third, is shared: its night does not depend on how tchap-stats' history was buil
   nightly      a week of days inserted into the raw table and queued as fresh, then
                refresh_changed, repeated (a backfill, a week at a time);
   bulk         every day inserted and queued with no refresh in between (backfill
-               --no-refresh, a takeover), then one refresh_changed, then VACUUM ANALYZE of
-               the raw table, and nothing else.
+               --no-refresh, a takeover), then one refresh_changed (which vacuums the
+               summaries, as any refresh of more than BULK_DAYS days does), then VACUUM
+               ANALYZE of the raw table, and nothing else.
 History is built up to the day before the first night (the last day of the month in which
 history reaches its size); between two nights, the days in between (the 3rd to the 14th)
 are filled in the `nightly` way in every database, the legacy's inserted with its indexes.
