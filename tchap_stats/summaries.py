@@ -612,27 +612,6 @@ def _refresh_group(conn: psycopg.Connection, group: str) -> RefreshReport:
     return report
 
 
-def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshReport:
-    """Hand the days loads changed out to the groups' queues, then refresh each group from
-    its queue in a transaction of its own: the monthly group on a second connection to
-    `database_url`, side by side with the daily one (PostgreSQL runs each on a core)."""
-    started = time.monotonic()
-    _hand_out(conn)
-    with ThreadPoolExecutor(1, thread_name_prefix="refresh") as pool, \
-            connect(database_url, autocommit=True) as second:
-        # In this thread's context: the raw table it reads (raw_schema) too.
-        later = pool.submit(copy_context().run, _refresh_group, second, MONTHLY)
-        daily = _refresh_group(conn, DAILY)
-        monthly = later.result()
-        if len(set(daily.days) | set(monthly.days)) > BULK_DAYS and conn.autocommit:
-            vacuumed = pool.submit(_vacuum_group, second, MONTHLY)
-            _vacuum_group(conn, DAILY)
-            vacuumed.result()
-    return RefreshReport(sorted(set(daily.days) | set(monthly.days)), monthly.months,
-                         time.monotonic() - started, monthly.recomputed_months,
-                         daily.rolling_append, daily.preaggregated_days)
-
-
 # More days than a night brings (its own and the 7 before it, late rows): a backfill's or a
 # takeover's refresh, which writes its summaries' rows by the million.
 BULK_DAYS = 14
@@ -647,6 +626,28 @@ def _vacuum_group(conn: psycopg.Connection, group: str) -> None:
     for summary in SUMMARIES:
         if summary.group == group:
             _timed(conn, sql.SQL("VACUUM (ANALYZE) {}").format(summary.identifier), {})
+
+
+def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshReport:
+    """Hand the days loads changed out to the groups' queues, then refresh each group from
+    its queue in a transaction of its own: the monthly group on a second connection to
+    `database_url`, side by side with the daily one (PostgreSQL runs each on a core)."""
+    started = time.monotonic()
+    _hand_out(conn)
+    with ThreadPoolExecutor(1, thread_name_prefix="refresh") as pool, \
+            connect(database_url, autocommit=True) as second:
+        # In this thread's context: the raw table it reads (raw_schema) too.
+        later = pool.submit(copy_context().run, _refresh_group, second, MONTHLY)
+        daily = _refresh_group(conn, DAILY)
+        monthly = later.result()
+        days = sorted(set(daily.days) | set(monthly.days))
+        if len(days) > BULK_DAYS:
+            vacuumed = pool.submit(_vacuum_group, second, MONTHLY)
+            _vacuum_group(conn, DAILY)
+            vacuumed.result()
+    return RefreshReport(days, monthly.months,
+                         time.monotonic() - started, monthly.recomputed_months,
+                         daily.rolling_append, daily.preaggregated_days)
 
 
 def refresh_days(conn: psycopg.Connection, days: list[date], fresh: bool) -> RefreshReport:
