@@ -4,8 +4,8 @@
 -- activity from g to the day before its next one (held, or gained later), within g .. g + 29;
 -- it adds one there, except on the days an earlier held activity already covers (through
 -- the latest before g, plus 29). The activity of the users who gained is read once per
--- user, over the grown days and 29 days either side, by (week, user hash, day):
--- one descent of the index per week of that range (migration 017).
+-- user, over the grown days and 29 days either side, by (day, user hash): one descent of
+-- the index per day of that range (migration 017).
 -- Days after the latest summarised one stay provisional, as appending counts them.
 WITH gained AS (
     SELECT g.*, lead(g.day) OVER (PARTITION BY g.user_id, g.dimension, g.value
@@ -18,15 +18,11 @@ WITH gained AS (
     CROSS JOIN LATERAL (
         SELECT a.dimension, a.value, a.day
         FROM tchap_stats.daily_activity AS a
-        WHERE date_trunc('week', a.day::timestamp) = ANY(ARRAY(
-                  SELECT generate_series(date_trunc('week', (min(day) - 29)::timestamp),
-                                         date_trunc('week', (max(day) + 29)::timestamp),
-                                         '1 week')
+        WHERE a.day = ANY(ARRAY(
+                  SELECT generate_series(min(day) - 29, max(day) + 29, '1 day')::date
                   FROM late_gained))
           AND hashtextextended(a.user_id, 0) = hashtextextended(u.user_id, 0)
           AND a.user_id = u.user_id
-          AND a.day BETWEEN (SELECT min(day) - 29 FROM late_gained)
-                        AND (SELECT max(day) + 29 FROM late_gained)
         OFFSET 0
     ) AS a
 ), around AS (

@@ -10,7 +10,7 @@ CROSS JOIN LATERAL (VALUES ('overall', ''), ('instance', l.instance), ('domain',
 WHERE l.summary_group = 'daily' AND l.new_key AND l.visit_date = ANY(%(days)s::date[])
   AND NOT EXISTS (
       SELECT FROM tchap_stats.daily_activity AS a
-      WHERE date_trunc('week', a.day::timestamp) = date_trunc('week', l.visit_date::timestamp)
+      WHERE a.day = l.visit_date
         AND hashtextextended(a.user_id, 0) = hashtextextended(l.user_id, 0)
-        AND a.user_id = l.user_id AND a.day = l.visit_date
+        AND a.user_id = l.user_id
         AND a.dimension = d.dimension AND a.value = d.value);

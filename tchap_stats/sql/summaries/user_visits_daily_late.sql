@@ -1,7 +1,7 @@
 -- Adds to tchap_stats.user_visits_daily the visits loads added to the grown days %(days)s
 -- (tchap_stats.late_rows, new keys: each a device new to its day), rather than re-reading
 -- the days whole: each (day, user, instance, domain) row held gains them, the others are
--- added. Rows are reached by (week, user hash, day) (migration 017).
+-- added. Rows are reached by (day, user hash) (migration 017).
 CREATE TEMP TABLE late_visits ON COMMIT DROP AS
 SELECT visit_date AS day, user_id, instance, domain, count(*) AS visits,
        count(*) FILTER (WHERE platform = 'Web') AS web,
@@ -16,9 +16,9 @@ SET visits_count = v.visits_count + n.visits,
     mobile_visits_count = v.mobile_visits_count + n.mobile,
     other_visits_count = v.other_visits_count + n.other
 FROM late_visits AS n
-WHERE date_trunc('week', v.day::timestamp) = date_trunc('week', n.day::timestamp)
+WHERE v.day = n.day
   AND hashtextextended(v.user_id, 0) = hashtextextended(n.user_id, 0)
-  AND v.user_id = n.user_id AND v.day = n.day AND v.instance = n.instance
+  AND v.user_id = n.user_id AND v.instance = n.instance
   AND v.domain = n.domain;
 INSERT INTO tchap_stats.user_visits_daily (day, user_id, instance, domain, visits_count,
                                            web_visits_count, mobile_visits_count,
@@ -26,8 +26,7 @@ INSERT INTO tchap_stats.user_visits_daily (day, user_id, instance, domain, visit
 SELECT n.day, n.user_id, n.instance, n.domain, n.visits, n.web, n.mobile, n.other
 FROM late_visits AS n
 WHERE NOT EXISTS (SELECT FROM tchap_stats.user_visits_daily AS v
-                  WHERE date_trunc('week', v.day::timestamp)
-                            = date_trunc('week', n.day::timestamp)
+                  WHERE v.day = n.day
                     AND hashtextextended(v.user_id, 0) = hashtextextended(n.user_id, 0)
-                    AND v.user_id = n.user_id AND v.day = n.day
-                    AND v.instance = n.instance AND v.domain = n.domain);
+                    AND v.user_id = n.user_id AND v.instance = n.instance
+                    AND v.domain = n.domain);
