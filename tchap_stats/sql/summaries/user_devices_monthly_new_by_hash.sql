@@ -1,10 +1,11 @@
 -- For user_devices_monthly_add.sql: the tuples of the days in %(days)s that their month
--- does not hold, each with what the month held of its device, found by hashing the month's
--- tuples once, grouped by device (a night whose month holds not many more than the days
--- bring: no lookup at all, nothing read at all from a month that holds nothing yet, as on
--- its 1st). A day tuple is held when its device's group holds its (instance, domain, device
--- type, platform); one hash of the month, where an EXCEPT against it took a second (0.27 s
--- of a 2nd's 1.30 s: benchmarks/README.md, "The second night of a month").
+-- does not hold, each with what the month held of its device, from the month's tuples read
+-- once and grouped by device (a night whose month holds not many more than the days bring:
+-- no lookup at all, nothing read at all from a month that holds nothing yet, as on its
+-- 1st). A day tuple is held when its device's group holds its (instance, domain, device
+-- type, platform). An EXCEPT against the month's tuples before the grouping read them a
+-- second time: the add 1.40-1.44 s -> 1.26-1.30 s on a `stable` 2nd (benchmarks/README.md,
+-- "The second night of a month").
 -- {distinct}: DISTINCT when two of the days share a month, or a grown day's late rows are
 -- read (a day's raw rows are one per user and device). The days' rows: added_day_rows.sql.
 SELECT t.*, h.device_id IS NOT NULL AS device_known,
