@@ -6,8 +6,7 @@
 -- type, platform). An EXCEPT against the month's tuples before the grouping read them a
 -- second time: the add 1.40-1.44 s -> 1.26-1.30 s on a `stable` 2nd (benchmarks/README.md,
 -- "The second night of a month").
--- {distinct}: DISTINCT when two of the days share a month, or a grown day's late rows are
--- read (a day's raw rows are one per user and device). The days' rows: added_day_rows.sql.
+-- {distinct} and the days' rows: as in user_devices_monthly_new_by_lookup.sql.
 SELECT t.*, h.device_id IS NOT NULL AS device_known,
        coalesce(t.instance = ANY(h.instances), false) AS device_instance,
        coalesce(t.domain = ANY(h.domains), false) AS device_domain,
