@@ -479,14 +479,21 @@ def month_end_on_or_after(day: date) -> date:
     return month_bounds(day)[1] - timedelta(days=1)
 
 
-def night_dates(first_night: date, kinds: list[str]) -> list[tuple[date, str]]:
+def night_dates(first_night: date, kinds: list[str], whole_month: bool = False
+                ) -> list[tuple[date, str, bool]]:
     """The nights of one history size: `last` is the month's last day (first_night), a
-    number N the Nth of the next month."""
-    nights = []
+    number N the Nth of the next month; each with whether it is one of `kinds` (the legacy
+    night measured beside it, a check after it). With `whole_month`, every night of the
+    next month too, the others tchap-stats' only."""
+    nights = {}
     for kind in kinds:
-        nights.append((first_night if kind == "last" else first_night + timedelta(days=int(kind)),
-                       "last" if kind == "last" else f"{int(kind)}"))
-    return sorted(nights)
+        nights[first_night if kind == "last" else first_night + timedelta(days=int(kind))] = (
+            "last" if kind == "last" else f"{int(kind)}", True)
+    if whole_month:
+        for night in days_between(first_night + timedelta(days=1),
+                                  month_end_on_or_after(first_night + timedelta(days=1))):
+            nights.setdefault(night, (f"{night.day}", False))
+    return sorted((night, kind, paired) for night, (kind, paired) in nights.items())
 
 
 def median(values: list[float]) -> float:
@@ -495,11 +502,15 @@ def median(values: list[float]) -> float:
 
 def summarise(rows: list[dict], shapes: list[str], builds: list[str]) -> list[dict]:
     """Per (shape, build): the median and worst ratio at the largest history, and the
-    growth of the median tchap-stats night from the smallest history to the largest."""
+    growth of the median tchap-stats night from the smallest history to the largest, over
+    the nights measured beside the legacy's; with --whole-month, also the median and worst
+    ratio over every night of the month (month_nights: each against the median of the
+    legacy nights measured at that size)."""
     out = []
     for shape in shapes:
         for build in builds:
-            mine = [r for r in rows if r["shape"] == shape and r["build"] == build]
+            every = [r for r in rows if r["shape"] == shape and r["build"] == build]
+            mine = [r for r in every if r["legacy_seconds"] is not None]
             if not mine:
                 continue
             sizes = sorted({r["history_size"] for r in mine})
@@ -513,8 +524,27 @@ def summarise(rows: list[dict], shapes: list[str], builds: list[str]) -> list[di
                         "worst_ratio": min(ratios), "growth": growth,
                         "checks_ok": all(r["check_exit"] == 0 for r in mine),
                         "slowest_night": max(mine, key=lambda r: r["tchap_stats_seconds"]
-                                             )["night"]})
+                                             )["night"],
+                        **month_summary([r for r in every
+                                         if r["history_size"] == sizes[-1]])})
     return out
+
+
+def month_summary(rows: list[dict]) -> dict:
+    """Over every night of the largest history's month (--whole-month: more nights than
+    those measured beside the legacy's): the legacy's night follows the size of history,
+    not the day (its nights of one size differ by a few per cent), so each tchap-stats
+    night is set against the median of the legacy nights of that size."""
+    month = [r for r in rows if r["kind"] != "last"]
+    if len(month) <= len([r for r in month if r["legacy_seconds"] is not None]):
+        return {}
+    legacy_nights = [r["legacy_seconds"] for r in rows if r["legacy_seconds"] is not None]
+    ratios = [median(legacy_nights) / r["tchap_stats_seconds"] for r in month]
+    return {"month_nights": len(month), "month_median_ratio": median(ratios),
+            "month_worst_ratio": min(ratios), "month_legacy_median": median(legacy_nights),
+            "month_legacy_spread": [min(legacy_nights), max(legacy_nights)],
+            "month_checks_ok": all(r["check_exit"] == 0 for r in rows
+                                   if r["check_exit"] is not None)}
 
 
 def chart(rows: list[dict], path: Path) -> bool:
@@ -530,7 +560,8 @@ def chart(rows: list[dict], path: Path) -> bool:
     for shape in sorted({k[0] for k in keys}):
         mine = [r for r in rows if r["shape"] == shape and r["build"] == keys[0][1]]
         sizes = sorted({r["history_size"] for r in mine})
-        ax.plot(sizes, [max(r["legacy_seconds"] for r in mine if r["history_size"] == s)
+        ax.plot(sizes, [max(r["legacy_seconds"] for r in mine if r["history_size"] == s
+                            and r["legacy_seconds"] is not None)
                         for s in sizes], "s--", label=f"legacy, {shape}, worst night")
     for shape, build in keys:
         mine = [r for r in rows if r["shape"] == shape and r["build"] == build]
@@ -567,9 +598,12 @@ def print_matrix(rows: list[dict], summary: list[dict], total: float) -> None:
     for r in rows:
         rss = f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] is not None else "?"
         summ = f"{r['summaries_seconds']:.1f}" if r["summaries_seconds"] is not None else "?"
+        legacy_s = "—" if r["legacy_seconds"] is None else f"{r['legacy_seconds']:.1f}"
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.1f}×"
+        check = "—" if r["check_exit"] is None else r["check_exit"]
         print(f"{r['shape']:<7}{r['build']:<8}{r['history_days']:>5}  {r['night']:<11}"
-              f"{r['kind']:<5}{r['legacy_seconds']:>9.1f}{r['tchap_stats_seconds']:>9.2f}"
-              f"{r['ratio']:>7.1f}×{r['check_exit']:>6}{rss:>8}{summ:>8}")
+              f"{r['kind']:<5}{legacy_s:>9}{r['tchap_stats_seconds']:>9.2f}"
+              f"{ratio:>8}{check:>6}{rss:>8}{summ:>8}")
     print()
     for s in summary:
         ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
@@ -580,6 +614,16 @@ def print_matrix(rows: list[dict], summary: list[dict], total: float) -> None:
               f" · median night growth {s['smallest']} → {s['largest']}: {s['growth']:.2f}× "
               f"(target ≤ {TARGETS['growth']}×: {ok(s['growth'] <= TARGETS['growth'])}) · "
               f"checks {'all 0' if s['checks_ok'] else 'NOT ALL 0'}")
+        if "month_nights" in s:
+            low, high = s["month_legacy_spread"]
+            print(f"{'':<15} every night of the month ({s['month_nights']}, each against the "
+                  f"legacy's median night {s['month_legacy_median']:.1f} s, its nights "
+                  f"{low:.1f}–{high:.1f} s): median ratio {s['month_median_ratio']:.1f}× "
+                  f"(target ≥ {TARGETS['median']:.0f}×: "
+                  f"{ok(s['month_median_ratio'] >= TARGETS['median'])}) · worst "
+                  f"{s['month_worst_ratio']:.1f}× (target ≥ {TARGETS['worst']:.0f}×: "
+                  f"{ok(s['month_worst_ratio'] >= TARGETS['worst'])}) · checks "
+                  f"{'all 0' if s['month_checks_ok'] else 'NOT ALL 0'}")
     print(f"whole benchmark {total / 60:.1f} min")
 
 
@@ -620,6 +664,10 @@ def main() -> None:
     parser.add_argument("--nights", default="last,1,2,15",
                         help="the nights of each history size: `last` (a month's last day) "
                              "and days of the next month (default: last,1,2,15)")
+    parser.add_argument("--whole-month", action="store_true",
+                        help="tchap-stats also measured on every other night of the month "
+                             "after `last` (the legacy's night and the check only on --nights "
+                             "and the month's last day): the median night of the month")
     parser.add_argument("--build", default="both", type=lambda v: choices(v, BUILDS),
                         help="nightly, bulk or both (default)")
     parser.add_argument("--shape", default="both",
@@ -682,7 +730,7 @@ def main() -> None:
 
             for size in histories:
                 first_night = month_end_on_or_after(HISTORY_START + timedelta(days=size))
-                nights = night_dates(first_night, kinds)
+                nights = night_dates(first_night, kinds, args.whole_month)
                 if nights[0][0] <= built_until:
                     sys.exit(f"history {size}: its first night {nights[0][0]} is not after the "
                              f"last one of the smaller history ({built_until})")
@@ -707,7 +755,7 @@ def main() -> None:
                                   "seconds": seconds})
                 print(f"    {seconds:.0f} s", flush=True)
                 built_until = days[-1]
-                for night, kind in nights:
+                for night, kind, paired in nights:
                     between = days_between(built_until + timedelta(days=1),
                                            night - timedelta(days=1))
                     if between:
@@ -731,25 +779,38 @@ def main() -> None:
                                 urls[build], env, night, workdir / "rss")
                         for line in output:
                             print("     ", line)
-                        code, check_seconds, check_output = tchap_stats_check(
-                            urls[build], env, night)
+                        # A night of --whole-month's alone: the check of the month's last
+                        # day covers its days.
+                        code, check_seconds, check_output = (
+                            tchap_stats_check(urls[build], env, night)
+                            if paired or night == month_end_on_or_after(night)
+                            else (None, 0.0, "(not checked: the month's last night is)"))
                         print(f"    {seconds:.2f} s · peak RSS "
                               f"{rss if rss is None else round(rss)} MiB · check exit {code} "
                               f"({check_seconds:.1f} s): {check_output.splitlines()[-1:]}",
                               flush=True)
-                        if code != 0:
+                        if code not in (0, None):
                             print("    check output:\n" + check_output, flush=True)
                         measured[build] = {"seconds": seconds, "rss": rss, "output": output,
                                            "check_exit": code, "check_seconds": check_seconds,
                                            "check_output": check_output}
-                    print(f"  {shape} · {history_days} days · night {night} ({kind}): "
-                          "legacy …", flush=True)
-                    with servers.autovacuum_paused():
-                        servers.before_night("legacy", args.cache)
-                        legacy_steps = legacy_nightly(legacy_url, path, night)
+                    legacy_steps = None
+                    if paired:
+                        print(f"  {shape} · {history_days} days · night {night} ({kind}): "
+                              "legacy …", flush=True)
+                        with servers.autovacuum_paused():
+                            servers.before_night("legacy", args.cache)
+                            legacy_steps = legacy_nightly(legacy_url, path, night)
                     conns = {b: psycopg.connect(urls[b], autocommit=True) for b in builds}
                     legacy_conn = psycopg.connect(legacy_url, autocommit=True)
-                    print(f"    {legacy_steps['total']:.1f} s", flush=True)
+                    if legacy_steps:
+                        print(f"    {legacy_steps['total']:.1f} s", flush=True)
+                    else:  # its day, as the days between nights: not a night of its own
+                        build_log.append({
+                            "shape": shape, "build": "legacy", "how": "fill",
+                            "first": night.isoformat(), "last": night.isoformat(),
+                            "seconds": build_legacy(legacy_conn, population, [night],
+                                                    first_build=False)})
                     client.delete_object(Bucket=BUCKET, Key=path.name)  # no later warm-up
                     path.unlink()                                       # finds it
                     counts = {b: day_rows(urls[b], "tchap", night) for b in builds}
@@ -763,11 +824,11 @@ def main() -> None:
                             "history_rows": history_days * args.rows_per_day,
                             "rows_per_day": args.rows_per_day, "night": night.isoformat(),
                             "kind": kind, "file_rows": file_rows,
-                            "legacy_seconds": legacy_steps["total"],
+                            "legacy_seconds": legacy_steps and legacy_steps["total"],
                             "legacy_steps": legacy_steps,
                             "tchap_stats_seconds": m["seconds"],
                             "summaries_seconds": summaries_seconds(m["output"]),
-                            "ratio": legacy_steps["total"] / m["seconds"],
+                            "ratio": legacy_steps and legacy_steps["total"] / m["seconds"],
                             "check_exit": m["check_exit"],
                             "check_seconds": m["check_seconds"],
                             "check_output": m["check_output"],
@@ -789,7 +850,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "refresh.json").write_text(json.dumps(
         {"rows_per_day": args.rows_per_day, "late_share": args.late_share,
-         "histories": histories, "nights": kinds,
+         "histories": histories, "nights": kinds, "whole_month": args.whole_month,
          "shapes": shapes, "builds": builds, "cache": args.cache,
          "shared_buffers": args.shared_buffers if args.cache == "own" else None,
          "results": rows,
