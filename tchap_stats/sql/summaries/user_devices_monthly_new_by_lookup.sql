@@ -5,7 +5,11 @@
 -- read (a day's raw rows are one per user and device: one day's tuples are distinct).
 -- The days' rows: added_day_rows.sql.
 SELECT month, user_id, device_id, instance, domain, device_type, platform, device_known,
-       device_instance, device_domain, device_platform
+       device_instance, device_domain, device_platform,
+       -- what the month held of its user: asked of user_values_monthly instead
+       -- (user_new_to_value_by_lookup.sql)
+       false AS user_overall, false AS user_instance, false AS user_domain,
+       false AS user_platform
 FROM (
     SELECT t.*, coalesce(h.held, false) AS held, h.device_known,
            coalesce(h.device_instance, false) AS device_instance,
