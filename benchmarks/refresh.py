@@ -15,7 +15,10 @@ day, then the 1st, the 2nd and the 15th of the next):
                on loopback): load + summaries; then, not timed, `tchap-stats check` of the
                month up to the night, whose exit code is recorded (0: summaries exact).
 With --late-share, each night's file also holds late rows for the 7 days before it (the
-days between nights are filled without), as production files do.
+days between nights are filled without), as production files do. With --whole-month,
+tchap-stats is measured on every night of the month after `last` (the legacy's night and the
+check only on --nights and the month's last day): the median and worst night of the month,
+each against the median legacy night of that size.
 Shapes (benchmarks/sql/history.sql): `stable`, every device with a fixed user, agent,
 instance and domain; `churn`, 7 devices in 10 drawn again every day (a new device id and
 agent each day, the same users), so most (user, device) pairs of a day are new to its month.
