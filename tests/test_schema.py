@@ -219,3 +219,30 @@ def test_read_roles_may_read_every_dashboard_name_and_nothing_else(db, server_ur
         db.execute("RESET ROLE")
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_migration_018_queues_for_the_monthly_group_what_the_daily_one_had_not_consumed(db):
+    """user_months moved to the monthly group: a day (and its late rows) only the daily
+    group still held must reach it through the monthly group's queue."""
+    db.execute("DELETE FROM tchap_stats.schema_version WHERE version = 18")
+    queue = ("INSERT INTO tchap_stats.summary_queue "
+             "(summary_group, day, last_load_id, fresh, rewritten) VALUES (%s, %s, %s, %s, %s)")
+    db.execute(queue, ("daily", "2025-03-01", 7, True, False))     # the monthly group had it
+    db.execute(queue, ("daily", "2025-03-02", 8, False, True))     # both still hold it
+    db.execute(queue, ("monthly", "2025-03-02", 5, False, False))
+    late = ("INSERT INTO tchap_stats.late_rows (summary_group, visit_date, new_key, user_id, "
+            "device_id, visit_ts, instance, domain, platform, device_type) "
+            "VALUES (%s, %s, true, %s, 'D', '2025-03-01 10:00+01', 'agent', 'x.gouv.fr', "
+            "'Web', 'Web')")
+    db.execute(late, ("daily", "2025-03-01", "@only-daily"))
+    db.execute(late, ("daily", "2025-03-02", "@both"))
+    db.execute(late, ("monthly", "2025-03-02", "@both"))
+    assert migrate(db) == ["018_user_months_in_the_monthly_group"]
+    assert db.execute(
+        "SELECT day::text, last_load_id, fresh, rewritten FROM tchap_stats.summary_queue "
+        "WHERE summary_group = 'monthly' ORDER BY day").fetchall() == [
+            ("2025-03-01", 7, True, False), ("2025-03-02", 8, False, True)]
+    assert db.execute(
+        "SELECT visit_date::text, user_id FROM tchap_stats.late_rows "
+        "WHERE summary_group = 'monthly' ORDER BY 1").fetchall() == [
+            ("2025-03-01", "@only-daily"), ("2025-03-02", "@both")]
