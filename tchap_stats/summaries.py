@@ -332,11 +332,12 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
             ).format(distinct=distinct, day_rows=day_rows)
         user_new_to_value = sql.SQL(
             (SUMMARIES_SQL / f"user_new_to_value_by_{path}.sql").read_text())
-        # Its users new to a value are an anti join against the month's user values. A
-        # month's statistics come days after it starts (autoanalyze waits for a tenth of
-        # the table to change): estimating a few thousand of its rows, the planner sorts
-        # both sides on their text keys, 1.2 s on a 2nd of the month where hashing takes
-        # half that (benchmarks/README.md, "The second night of a month").
+        # On the lookup path its users new to a value are an anti join against the month's
+        # user values (the hash path's come from its users' tuples). A month's statistics
+        # come days after it starts (autoanalyze waits for a tenth of the table to change):
+        # estimating a few thousand of its rows, the planner sorts both sides on their text
+        # keys, 1.2 s on a 2nd of the month where hashing takes half that
+        # (benchmarks/README.md, "The second night of a month").
         with local_setting(conn, "enable_mergejoin", "off"):
             _timed(conn, USER_DEVICES_MONTHLY.statement(
                 "_add", new_tuples=new_tuples, distinct=distinct,
