@@ -493,8 +493,8 @@ def night_dates(first_night: date, kinds: list[str], whole_month: bool = False
         nights[first_night if kind == "last" else first_night + timedelta(days=int(kind))] = (
             "last" if kind == "last" else f"{int(kind)}", True)
     if whole_month:
-        for night in days_between(first_night + timedelta(days=1),
-                                  month_end_on_or_after(first_night + timedelta(days=1))):
+        first = first_night + timedelta(days=1)
+        for night in days_between(first, month_end_on_or_after(first)):
             nights.setdefault(night, (f"{night.day}", False))
     return sorted((night, kind, paired) for night, (kind, paired) in nights.items())
 
@@ -539,7 +539,7 @@ def month_summary(rows: list[dict]) -> dict:
     not the day (its nights of one size differ by a few per cent), so each tchap-stats
     night is set against the median of the legacy nights of that size."""
     month = [r for r in rows if r["kind"] != "last"]
-    if len(month) <= len([r for r in month if r["legacy_seconds"] is not None]):
+    if all(r["legacy_seconds"] is not None for r in month):  # no --whole-month
         return {}
     legacy_nights = [r["legacy_seconds"] for r in rows if r["legacy_seconds"] is not None]
     ratios = [median(legacy_nights) / r["tchap_stats_seconds"] for r in month]
