@@ -877,7 +877,7 @@ class _Refresher:
     """The summaries of the months moved, refreshed beside the moves by the nightly
     machinery: each move leaves its month's days in tchap_stats.changed_days, in its own
     transaction, as a load does; this thread refreshes them (summaries.refresh_changed:
-    both groups side by side) on connections of its own, reading the staging schema. A
+    the groups side by side) on connections of its own, reading the staging schema. A
     month's summaries thus never hold up the next month's move, and whatever a killed run
     left in the queues is refreshed by the next run's, before anything else."""
 

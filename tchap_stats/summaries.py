@@ -1,10 +1,10 @@
 """Summaries: the tables behind the dashboards' views, recomputed only for what changed.
 
 Loads record the days they changed in tchap_stats.changed_days. A refresh hands those days
-out to the queues of two groups of summaries (daily, monthly: GROUPS), then each group
-rewrites its rows for its days (and their months) from the raw table, or adds to them,
-and removes the days it consumed, in one transaction of its own; the two run side by
-side. One SQL file per summary (sql/summaries/) serves the incremental refresh, the full
+out to the queues of three groups of summaries (daily, monthly, user_months: GROUPS), then
+each group rewrites its rows for its days (and their months) from the raw table, or adds
+to them, and removes the days it consumed, in one transaction of its own; the three run
+side by side. One SQL file per summary (sql/summaries/) serves the incremental refresh, the full
 recompute and `check`.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
@@ -83,15 +83,17 @@ class Summary:
             target, sql.Identifier(self.grain), sql.Placeholder(by))
 
 
-# Two groups of summaries that read nothing the other writes, refreshed side by side
-# (migration 009): their halves of a night take about as long.
-DAILY, MONTHLY = "daily", "monthly"
-GROUPS = (DAILY, MONTHLY)
+# Groups of summaries that read nothing another writes, refreshed side by side, each on a
+# connection of its own (migrations 009, 019).
+DAILY, MONTHLY, MONTHS = "daily", "monthly", "user_months"
+GROUPS = (DAILY, MONTHLY, MONTHS)
 USER_VISITS_DAILY = Summary("user_visits_daily", "day", DAILY)
 USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month", MONTHLY)
-# With the monthly group since migration 018: on 29 nights of a stable month in 31 the daily
-# group's half took 0.2 s longer with it (benchmarks/README.md, "Every night of the month").
-USER_MONTHS = Summary("user_months", "month", MONTHLY)
+# A group of its own since migration 019: in the daily group it made that group's half the
+# longer on nights that add nothing (29 in 31 of a stable month), in the monthly one it ran
+# after the add, on the nights whose add is long (a month's 1st, the first night after a
+# bulk build: 5.98 s against 3.40 s) (benchmarks/README.md, "Every night of the month").
+USER_MONTHS = Summary("user_months", "month", MONTHS)
 # From user_devices_monthly; added to by user_devices_monthly_add.sql (migration 013).
 USER_VALUES_MONTHLY = Summary("user_values_monthly", "month", MONTHLY)
 ACTIVE_DAILY = Summary("active_daily", "day", DAILY)
@@ -205,7 +207,7 @@ class RefreshReport:
 
 def recompute(conn: psycopg.Connection, plan: Plan,
               targets: dict[str, sql.Composable] | None = None) -> None:
-    """Rewrite every summary row the plan names (refresh --from/--to, check), both groups
+    """Rewrite every summary row the plan names (refresh --from/--to, check), every group
     in the caller's transaction. `targets` redirects every summary to another table
     (check's temporary copies); then nothing is appended, all is recomputed."""
     if not plan.days:
@@ -213,6 +215,7 @@ def recompute(conn: psycopg.Connection, plan: Plan,
     _analyze_raw(conn, plan.months)
     recompute_daily(conn, plan, targets)
     recompute_monthly(conn, plan, targets)
+    _user_months(conn, plan, _tables(targets)["user_months"])
 
 
 def _tables(targets: dict[str, sql.Composable] | None) -> dict[str, sql.Composable]:
@@ -259,15 +262,18 @@ def recompute_daily(conn: psycopg.Connection, plan: Plan,
 
 
 def _user_months(conn: psycopg.Connection, plan: Plan, target: sql.Composable) -> None:
-    """user_months, recomputed for the plan's recomputed months, added to for its added
-    days (their rows: added_day_rows.sql)."""
+    """The user_months group: recomputed for the plan's recomputed months, added to for its
+    added days (their rows: added_day_rows.sql)."""
+    if not plan.days:
+        return
+    _memory_for_a_day(conn)
     if plan.recomputed_months:
         recomputed = plan.recomputed_parameters()
         _timed(conn, USER_MONTHS.delete(target, "months"), recomputed)
         _timed(conn, USER_MONTHS.statement(target=target), recomputed)
     if plan.added_days:  # never with targets: check recomputes every month
         _timed(conn, USER_MONTHS.statement("_add", target=target,
-                                           day_rows=_added_day_rows(MONTHLY)),
+                                           day_rows=_added_day_rows(MONTHS)),
                plan.added_parameters())
 
 
@@ -296,8 +302,8 @@ def _fold_late_rows_daily(conn: psycopg.Connection, plan: Plan) -> None:
 
 def recompute_monthly(conn: psycopg.Connection, plan: Plan,
                       targets: dict[str, sql.Composable] | None = None) -> None:
-    """The monthly group: user_devices_monthly, user_values_monthly, active_monthly and
-    user_months, recomputed for the plan's recomputed months, added to for its added
+    """The monthly group: user_devices_monthly, user_values_monthly and active_monthly,
+    recomputed for the plan's recomputed months, added to for its added
     days."""
     if not plan.days:
         return
@@ -342,7 +348,6 @@ def recompute_monthly(conn: psycopg.Connection, plan: Plan,
             _timed(conn, USER_DEVICES_MONTHLY.statement(
                 "_add", new_tuples=new_tuples, distinct=distinct,
                 user_new_to_value=user_new_to_value), added)
-    _user_months(conn, plan, tables["user_months"])
 
 
 def _days_by_path(conn: psycopg.Connection, plan: Plan) -> dict[str, list[date]]:
@@ -581,7 +586,7 @@ def _foldable(conn: psycopg.Connection, grown: list[date]) -> list[date]:
 def _hand_out(conn: psycopg.Connection) -> None:
     """Hand the days loads changed out to every group's queue (sql/summaries/
     summary_queue.sql), and bring the statistics of their month partitions up to date
-    for both groups (and of the late rows handed out), in one short transaction."""
+    for every group (and of the late rows handed out), in one short transaction."""
     with conn.transaction():
         days = sorted({day for (day,) in _run_file(conn, "summary_queue.sql",
                                                     {"groups": list(GROUPS)})})
@@ -609,9 +614,11 @@ def _refresh_group(conn: psycopg.Connection, group: str) -> RefreshReport:
             plan.rolling_append = _can_append_rolling(conn, plan)
             report.preaggregated_days = recompute_daily(conn, plan, from_staging=True)
             report.rolling_append = plan.rolling_append
-        else:
+        elif group == MONTHLY:
             recompute_monthly(conn, plan)
             report.months, report.recomputed_months = plan.months, plan.recomputed_months
+        else:
+            _user_months(conn, plan, USER_MONTHS.identifier)
         _consume(conn, group, plan.days)
     report.days, report.seconds = plan.days, time.monotonic() - started
     return report
@@ -633,23 +640,35 @@ def _vacuum_group(conn: psycopg.Connection, group: str) -> None:
             _timed(conn, sql.SQL("VACUUM (ANALYZE) {}").format(summary.identifier), {})
 
 
+def _side_by_side(pool: ThreadPoolExecutor, conn: psycopg.Connection,
+                  others: dict[str, psycopg.Connection], work: Callable[..., Any]) -> list:
+    """`work(connection, group)` for every group, the daily one on `conn` in this thread,
+    the others on theirs in the pool's (in this thread's context: the raw table they read,
+    raw_schema, too); the results in GROUPS order, once every group is done."""
+    futures = {group: pool.submit(copy_context().run, work, other, group)
+               for group, other in others.items()}
+    try:
+        daily = work(conn, DAILY)
+    finally:
+        wait(futures.values())
+    return [daily, *(futures[group].result() for group in GROUPS[1:])]
+
+
 def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshReport:
     """Hand the days loads changed out to the groups' queues, then refresh each group from
-    its queue in a transaction of its own: the monthly group on a second connection to
-    `database_url`, side by side with the daily one (PostgreSQL runs each on a core)."""
+    its queue in a transaction of its own, side by side: the daily group on `conn`, the
+    others on connections of their own to `database_url` (PostgreSQL runs each on a core).
+    A group that fails leaves the others to finish, then its error is raised."""
     started = time.monotonic()
     _hand_out(conn)
-    with ThreadPoolExecutor(1, thread_name_prefix="refresh") as pool, \
-            connect(database_url, autocommit=True) as second:
-        # In this thread's context: the raw table it reads (raw_schema) too.
-        later = pool.submit(copy_context().run, _refresh_group, second, MONTHLY)
-        daily = _refresh_group(conn, DAILY)
-        monthly = later.result()
-        days = sorted(set(daily.days) | set(monthly.days))
+    with ThreadPoolExecutor(len(GROUPS) - 1, thread_name_prefix="refresh") as pool, \
+            connect(database_url, autocommit=True) as second, \
+            connect(database_url, autocommit=True) as third:
+        others = {MONTHLY: second, MONTHS: third}
+        daily, monthly, months = _side_by_side(pool, conn, others, _refresh_group)
+        days = sorted(set(daily.days) | set(monthly.days) | set(months.days))
         if len(days) > BULK_DAYS:
-            vacuumed = pool.submit(_vacuum_group, second, MONTHLY)
-            _vacuum_group(conn, DAILY)
-            vacuumed.result()
+            _side_by_side(pool, conn, others, _vacuum_group)
     return RefreshReport(days, monthly.months,
                          time.monotonic() - started, monthly.recomputed_months,
                          daily.rolling_append, daily.preaggregated_days)
@@ -657,7 +676,7 @@ def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshRepor
 
 def refresh_days(conn: psycopg.Connection, days: list[date], fresh: bool) -> RefreshReport:
     """The summaries of `days` after their rows were all written at once (the legacy
-    takeover's months), as a refresh of loads that wrote them: queued for both groups, then
+    takeover's months), as a refresh of loads that wrote them: queued for every group, then
     each group refreshed on this connection, in the caller's transaction. `fresh`: the days
     held no rows before, so the monthly summaries are added to and the rolling window
     appended to, a day at a time, when they follow every day summarised (months in date
@@ -674,6 +693,7 @@ def refresh_days(conn: psycopg.Connection, days: list[date], fresh: bool) -> Ref
     _analyze_raw(conn, sorted({d.replace(day=1) for d in days}))
     daily = _refresh_group(conn, DAILY)
     monthly = _refresh_group(conn, MONTHLY)
+    _refresh_group(conn, MONTHS)
     return RefreshReport(daily.days, monthly.months, time.monotonic() - started,
                          monthly.recomputed_months, daily.rolling_append)
 

@@ -246,3 +246,26 @@ def test_migration_018_queues_for_the_monthly_group_what_the_daily_one_had_not_c
         "SELECT visit_date::text, user_id FROM tchap_stats.late_rows "
         "WHERE summary_group = 'monthly' ORDER BY 1").fetchall() == [
             ("2025-03-01", "@only-daily"), ("2025-03-02", "@both")]
+
+
+def test_migration_019_gives_the_user_months_group_what_the_monthly_one_had_not_consumed(db):
+    """user_months got a group of its own: what the monthly group (which refreshed it since
+    migration 018) still held must reach it through its own queue."""
+    db.execute("DELETE FROM tchap_stats.schema_version WHERE version = 19")
+    db.execute("DELETE FROM tchap_stats.summary_queue")
+    db.execute("DELETE FROM tchap_stats.late_rows")
+    queue = ("INSERT INTO tchap_stats.summary_queue "
+             "(summary_group, day, last_load_id, fresh, rewritten) VALUES (%s, %s, %s, %s, %s)")
+    db.execute(queue, ("daily", "2025-03-01", 7, True, False))    # the monthly group had it
+    db.execute(queue, ("monthly", "2025-03-02", 8, False, True))
+    db.execute("INSERT INTO tchap_stats.late_rows (summary_group, visit_date, new_key, "
+               "user_id, device_id, visit_ts, instance, domain, platform, device_type) "
+               "VALUES ('monthly', '2025-03-02', true, '@late', 'D', '2025-03-02 10:00+01', "
+               "'agent', 'x.gouv.fr', 'Web', 'Web')")
+    assert migrate(db) == ["019_user_months_group"]
+    assert db.execute(
+        "SELECT day::text, last_load_id, fresh, rewritten FROM tchap_stats.summary_queue "
+        "WHERE summary_group = 'user_months'").fetchall() == [("2025-03-02", 8, False, True)]
+    assert db.execute(
+        "SELECT visit_date::text, user_id FROM tchap_stats.late_rows "
+        "WHERE summary_group = 'user_months'").fetchall() == [("2025-03-02", "@late")]
