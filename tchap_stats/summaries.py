@@ -3,9 +3,9 @@
 Loads record the days they changed in tchap_stats.changed_days. A refresh hands those days
 out to the queues of three groups of summaries (daily, monthly, user_months: GROUPS), then
 each group rewrites its rows for its days (and their months) from the raw table, or adds
-to them, and removes the days it consumed, in one transaction of its own; the three run
-side by side. One SQL file per summary (sql/summaries/) serves the incremental refresh, the full
-recompute and `check`.
+to them, and removes the days it consumed, in one transaction of its own; two run side by
+side, the third follows the first to end. One SQL file per summary (sql/summaries/) serves
+the incremental refresh, the full recompute and `check`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from queue import Queue
 from typing import Any
 
 import psycopg
@@ -83,16 +84,17 @@ class Summary:
             target, sql.Identifier(self.grain), sql.Placeholder(by))
 
 
-# Groups of summaries that read nothing another writes, refreshed side by side, each on a
-# connection of its own (migrations 009, 019).
+# Groups of summaries that read nothing another writes, each refreshed in a transaction of
+# its own, two at a time (migrations 009, 019: refresh_changed).
 DAILY, MONTHLY, MONTHS = "daily", "monthly", "user_months"
 GROUPS = (DAILY, MONTHLY, MONTHS)
 USER_VISITS_DAILY = Summary("user_visits_daily", "day", DAILY)
 USER_DEVICES_MONTHLY = Summary("user_devices_monthly", "month", MONTHLY)
-# A group of its own since migration 019: in the daily group it made that group's half the
-# longer on nights that add nothing (29 in 31 of a stable month), in the monthly one it ran
-# after the add, on the nights whose add is long (a month's 1st, the first night after a
-# bulk build: 5.98 s against 3.40 s) (benchmarks/README.md, "Every night of the month").
+# A group of its own since migration 019, which follows whichever of the other two ends
+# first: in the daily group it made that group's half the longer on nights that add nothing
+# (29 in 31 of a stable month), in the monthly one it ran after the add on the nights whose
+# add is long (a month's 1st; the first night after a bulk build: 5.98 s against 3.40 s)
+# (benchmarks/README.md, "Every night of the month").
 USER_MONTHS = Summary("user_months", "month", MONTHS)
 # From user_devices_monthly; added to by user_devices_monthly_add.sql (migration 013).
 USER_VALUES_MONTHLY = Summary("user_values_monthly", "month", MONTHLY)
@@ -640,35 +642,45 @@ def _vacuum_group(conn: psycopg.Connection, group: str) -> None:
             _timed(conn, sql.SQL("VACUUM (ANALYZE) {}").format(summary.identifier), {})
 
 
-def _side_by_side(pool: ThreadPoolExecutor, conn: psycopg.Connection,
-                  others: dict[str, psycopg.Connection], work: Callable[..., Any]) -> list:
-    """`work(connection, group)` for every group, the daily one on `conn` in this thread,
-    the others on theirs in the pool's (in this thread's context: the raw table they read,
-    raw_schema, too); the results in GROUPS order, once every group is done."""
-    futures = {group: pool.submit(copy_context().run, work, other, group)
-               for group, other in others.items()}
-    try:
-        daily = work(conn, DAILY)
-    finally:
-        wait(futures.values())
-    return [daily, *(futures[group].result() for group in GROUPS[1:])]
+def _side_by_side(connections: list[psycopg.Connection],
+                  work: Callable[[psycopg.Connection, str], Any]) -> list:
+    """`work(connection, group)` for every group, as many at once as there are connections
+    (PostgreSQL runs each on a core): the groups start in GROUPS order, each on the first
+    connection free, in this thread's context (the raw table they read, raw_schema, too).
+    The results in GROUPS order, once every group is done (the first error raised then)."""
+    free: Queue[psycopg.Connection] = Queue()
+    for connection in connections:
+        free.put(connection)
+
+    def on_a_free_connection(group: str) -> Any:
+        connection = free.get()
+        try:
+            return work(connection, group)
+        finally:
+            free.put(connection)
+
+    with ThreadPoolExecutor(len(connections), thread_name_prefix="refresh") as pool:
+        futures = [pool.submit(copy_context().run, on_a_free_connection, group)
+                   for group in GROUPS]
+        wait(futures)
+    return [future.result() for future in futures]
 
 
 def refresh_changed(conn: psycopg.Connection, database_url: str) -> RefreshReport:
     """Hand the days loads changed out to the groups' queues, then refresh each group from
-    its queue in a transaction of its own, side by side: the daily group on `conn`, the
-    others on connections of their own to `database_url` (PostgreSQL runs each on a core).
-    A group that fails leaves the others to finish, then its error is raised."""
+    its queue in a transaction of its own, two at a time: on `conn` and on a second
+    connection to `database_url`. The daily and monthly groups start side by side, and
+    user_months follows on whichever finishes first: on a night that adds nothing the
+    monthly group's add is the shorter half, on a month's first nights and after a bulk
+    build the longer (three at once on 2 cores made every night that adds nothing 0.1 s
+    longer). A group that fails leaves the others to finish, then its error is raised."""
     started = time.monotonic()
     _hand_out(conn)
-    with ThreadPoolExecutor(len(GROUPS) - 1, thread_name_prefix="refresh") as pool, \
-            connect(database_url, autocommit=True) as second, \
-            connect(database_url, autocommit=True) as third:
-        others = {MONTHLY: second, MONTHS: third}
-        daily, monthly, months = _side_by_side(pool, conn, others, _refresh_group)
+    with connect(database_url, autocommit=True) as second:
+        daily, monthly, months = _side_by_side([conn, second], _refresh_group)
         days = sorted(set(daily.days) | set(monthly.days) | set(months.days))
         if len(days) > BULK_DAYS:
-            _side_by_side(pool, conn, others, _vacuum_group)
+            _side_by_side([conn, second], _vacuum_group)
     return RefreshReport(days, monthly.months,
                          time.monotonic() - started, monthly.recomputed_months,
                          daily.rolling_append, daily.preaggregated_days)

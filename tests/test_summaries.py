@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from datetime import date, timedelta
 
 import psycopg
@@ -524,6 +525,35 @@ def test_a_day_above_the_preaggregation_bound_is_recomputed(settings, database_u
     refresh = load(settings, database_url, exports_dir, [day]).refresh
     assert refresh.preaggregated_days == [late]  # 1 row; the day's 3 rows are above 2
     assert check(db, late, day)[0] == 0
+
+
+def test_user_months_follows_whichever_group_ends_first_on_its_connection():
+    daily_may_end = threading.Event()
+    ran: dict[str, str] = {}
+
+    def work(connection: str, group: str) -> str:
+        if group == summaries.DAILY:
+            assert daily_may_end.wait(10), "user_months waited for the daily group"
+        ran[group] = connection
+        if group == summaries.MONTHS:
+            daily_may_end.set()
+        return group
+
+    assert summaries._side_by_side(["one", "two"], work) == list(summaries.GROUPS)
+    assert ran[summaries.MONTHS] == ran[summaries.MONTHLY] != ran[summaries.DAILY]
+
+
+def test_a_group_that_fails_lets_the_others_finish_before_its_error_is_raised():
+    ran: list[str] = []
+
+    def work(connection: str, group: str) -> None:
+        if group == summaries.MONTHLY:
+            raise RuntimeError("monthly failed")
+        ran.append(group)
+
+    with pytest.raises(RuntimeError, match="monthly failed"):
+        summaries._side_by_side(["one", "two"], work)
+    assert sorted(ran) == sorted([summaries.DAILY, summaries.MONTHS])
 
 
 def test_a_group_that_fails_keeps_its_days_and_the_other_group_commits(
