@@ -305,8 +305,7 @@ def _fold_late_rows_daily(conn: psycopg.Connection, plan: Plan) -> None:
 def recompute_monthly(conn: psycopg.Connection, plan: Plan,
                       targets: dict[str, sql.Composable] | None = None) -> None:
     """The monthly group: user_devices_monthly, user_values_monthly and active_monthly,
-    recomputed for the plan's recomputed months, added to for its added
-    days."""
+    recomputed for the plan's recomputed months, added to for its added days."""
     if not plan.days:
         return
     _memory_for_a_day(conn)
