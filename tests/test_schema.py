@@ -221,22 +221,24 @@ def test_read_roles_may_read_every_dashboard_name_and_nothing_else(db, server_ur
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+QUEUE = ("INSERT INTO tchap_stats.summary_queue "
+         "(summary_group, day, last_load_id, fresh, rewritten) VALUES (%s, %s, %s, %s, %s)")
+LATE = ("INSERT INTO tchap_stats.late_rows (summary_group, visit_date, new_key, user_id, "
+        "device_id, visit_ts, instance, domain, platform, device_type) "
+        "VALUES (%s, %s, true, %s, 'D', '2025-03-01 10:00+01', 'agent', 'x.gouv.fr', "
+        "'Web', 'Web')")
+
+
 def test_migration_018_queues_for_the_monthly_group_what_the_daily_one_had_not_consumed(db):
     """user_months moved to the monthly group: a day (and its late rows) only the daily
     group still held must reach it through the monthly group's queue."""
     db.execute("DELETE FROM tchap_stats.schema_version WHERE version = 18")
-    queue = ("INSERT INTO tchap_stats.summary_queue "
-             "(summary_group, day, last_load_id, fresh, rewritten) VALUES (%s, %s, %s, %s, %s)")
-    db.execute(queue, ("daily", "2025-03-01", 7, True, False))     # the monthly group had it
-    db.execute(queue, ("daily", "2025-03-02", 8, False, True))     # both still hold it
-    db.execute(queue, ("monthly", "2025-03-02", 5, False, False))
-    late = ("INSERT INTO tchap_stats.late_rows (summary_group, visit_date, new_key, user_id, "
-            "device_id, visit_ts, instance, domain, platform, device_type) "
-            "VALUES (%s, %s, true, %s, 'D', '2025-03-01 10:00+01', 'agent', 'x.gouv.fr', "
-            "'Web', 'Web')")
-    db.execute(late, ("daily", "2025-03-01", "@only-daily"))
-    db.execute(late, ("daily", "2025-03-02", "@both"))
-    db.execute(late, ("monthly", "2025-03-02", "@both"))
+    db.execute(QUEUE, ("daily", "2025-03-01", 7, True, False))     # the monthly group had it
+    db.execute(QUEUE, ("daily", "2025-03-02", 8, False, True))     # both still hold it
+    db.execute(QUEUE, ("monthly", "2025-03-02", 5, False, False))
+    db.execute(LATE, ("daily", "2025-03-01", "@only-daily"))
+    db.execute(LATE, ("daily", "2025-03-02", "@both"))
+    db.execute(LATE, ("monthly", "2025-03-02", "@both"))
     assert migrate(db) == ["018_user_months_in_the_monthly_group"]
     assert db.execute(
         "SELECT day::text, last_load_id, fresh, rewritten FROM tchap_stats.summary_queue "
@@ -254,14 +256,9 @@ def test_migration_019_gives_the_user_months_group_what_the_monthly_one_had_not_
     db.execute("DELETE FROM tchap_stats.schema_version WHERE version = 19")
     db.execute("DELETE FROM tchap_stats.summary_queue")
     db.execute("DELETE FROM tchap_stats.late_rows")
-    queue = ("INSERT INTO tchap_stats.summary_queue "
-             "(summary_group, day, last_load_id, fresh, rewritten) VALUES (%s, %s, %s, %s, %s)")
-    db.execute(queue, ("daily", "2025-03-01", 7, True, False))    # the monthly group had it
-    db.execute(queue, ("monthly", "2025-03-02", 8, False, True))
-    db.execute("INSERT INTO tchap_stats.late_rows (summary_group, visit_date, new_key, "
-               "user_id, device_id, visit_ts, instance, domain, platform, device_type) "
-               "VALUES ('monthly', '2025-03-02', true, '@late', 'D', '2025-03-02 10:00+01', "
-               "'agent', 'x.gouv.fr', 'Web', 'Web')")
+    db.execute(QUEUE, ("daily", "2025-03-01", 7, True, False))    # the daily group's alone
+    db.execute(QUEUE, ("monthly", "2025-03-02", 8, False, True))
+    db.execute(LATE, ("monthly", "2025-03-02", "@late"))
     assert migrate(db) == ["019_user_months_group"]
     assert db.execute(
         "SELECT day::text, last_load_id, fresh, rewritten FROM tchap_stats.summary_queue "
