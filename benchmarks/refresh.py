@@ -46,7 +46,10 @@ The legacy path runs inside this process; each tchap-stats sync follows a warm-u
 program files in the page cache, and with tchap-stats' bytecode compiled, as a deployed
 one has it (this script first runs bin/post_compile; the libraries' bytecode is pip's).
 History is generated inside PostgreSQL (benchmarks/sql/history.sql, the same rows for both
-systems). Prints each night's -v statements and a matrix, writes
+systems). Prints each night's -v statements, what the disk did during it (reads, their
+average latency, writes, from /proc/diskstats: the other servers and the kernel share the
+disk, and a night that reads at ten times the usual latency is the disk's doing) and a
+matrix, writes
 benchmarks/results/refresh.json and, with matplotlib (the `bench` extra),
 benchmarks/results/refresh.png.
 
@@ -394,16 +397,63 @@ def can_drop_caches() -> bool:
     return os.access("/proc/sys/vm/drop_caches", os.W_OK)
 
 
-def legacy_nightly(url: str, path: Path, day: date) -> dict[str, float]:
+def legacy_nightly(url: str, path: Path, day: date) -> dict:
     waited = quiet(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"SET legacy.today = '{day + timedelta(days=1)}'")
         started = time.perf_counter()
-        steps = legacy.load_day(conn, path)
+        disk = disk_counters(path)
+        steps: dict = legacy.load_day(conn, path)
         steps.update(legacy.refresh_views(conn))
         steps["total"] = time.perf_counter() - started
+        steps["disk"] = disk_activity(disk, disk_counters(path), steps["total"])
         steps["waited_for_quiet"] = waited
         return steps
+
+
+# /proc/diskstats fields after the device's name: reads completed, merged, sectors read,
+# ms reading, writes completed, merged, sectors written, ms writing, in flight, ms doing I/O
+DISKSTATS = Path("/proc/diskstats")
+
+
+def disk_counters(path: Path) -> list[int] | None:
+    """The counters of the block device holding `path` (None where there are none: not
+    Linux, or a filesystem with no block device of its own)."""
+    device = os.stat(path).st_dev
+    try:
+        lines = DISKSTATS.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if (int(fields[0]), int(fields[1])) == (os.major(device), os.minor(device)):
+            return [int(f) for f in fields[3:13]]
+    return None
+
+
+def disk_activity(before: list[int] | None, after: list[int] | None,
+                  seconds: float) -> dict | None:
+    """What the disk did between two disk_counters: a night that reads what it reads at
+    ten times the usual latency is the disk's doing, not the night's (the other servers
+    and the kernel share it)."""
+    if before is None or after is None:
+        return None
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    return {"reads": d[0], "read_mib": d[2] * 512 / 2**20,
+            "read_ms_each": d[3] / d[0] if d[0] else None,
+            "writes": d[4], "write_mib": d[6] * 512 / 2**20,
+            "busy_share": min(d[9] / 1000 / seconds, 1.0) if seconds > 0 else None}
+
+
+def describe_disk(activity: dict | None) -> str:
+    if activity is None:
+        return "disk: not measured"
+    each = activity["read_ms_each"]
+    busy = activity["busy_share"]
+    return (f"disk: {activity['reads']:,} reads ({activity['read_mib']:.0f} MiB"
+            f"{'' if each is None else f', {each:.2f} ms each'}), {activity['writes']:,} "
+            f"writes ({activity['write_mib']:.0f} MiB), busy "
+            f"{'?' if busy is None else f'{busy:.0%}'} of the night")
 
 
 def tchap_stats_command(*args: str) -> list[str]:
@@ -426,10 +476,10 @@ def warm_up(env: dict[str, str], day: date) -> float:
 
 
 def tchap_stats_nightly(url: str, env: dict[str, str], day: date, rss_file: Path
-                        ) -> tuple[float, float | None, list[str]]:
-    """The measured sync. Returns its seconds, its peak RSS in MiB (None without GNU time)
-    and its output: stdout, then the -v lines of the load and of the summaries'
-    statements."""
+                        ) -> tuple[float, float | None, list[str], dict | None]:
+    """The measured sync. Returns its seconds, its peak RSS in MiB (None without GNU time),
+    its output (stdout, what the disk did, then the -v lines of the load and of the
+    summaries' statements) and what the disk did (disk_activity)."""
     env = {**env, "DATABASE_URL": url}
     warmed = warm_up(env, day + timedelta(days=1))
     waited = quiet(url)
@@ -439,8 +489,10 @@ def tchap_stats_nightly(url: str, env: dict[str, str], day: date, rss_file: Path
         rss_file.unlink(missing_ok=True)
         command = [TIME, "-f", "%M", "-o", str(rss_file), *command]
     started = time.perf_counter()
+    disk = disk_counters(rss_file.parent)
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    activity = disk_activity(disk, disk_counters(rss_file.parent), elapsed)
     if result.returncode != 0:
         sys.exit(f"tchap-stats failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     rss = (int(rss_file.read_text().split()[-1]) / 1024
@@ -452,7 +504,8 @@ def tchap_stats_nightly(url: str, env: dict[str, str], day: date, rss_file: Path
              or (" s" in line and "→" in line)]
     return elapsed, rss, [f"(warm-up sync finding no file: {warmed:.1f} s; "
                           f"waited {waited:.1f} s for a quiet server)",
-                          *result.stdout.strip().splitlines(), *steps]
+                          *result.stdout.strip().splitlines(), describe_disk(activity),
+                          *steps], activity
 
 
 def tchap_stats_check(url: str, env: dict[str, str], day: date) -> tuple[int, float, str]:
@@ -778,7 +831,7 @@ def main() -> None:
                               f"({kind}): tchap-stats sync …", flush=True)
                         with servers.autovacuum_paused():
                             servers.before_night(build, args.cache)
-                            seconds, rss, output = tchap_stats_nightly(
+                            seconds, rss, output, disk = tchap_stats_nightly(
                                 urls[build], env, night, workdir / "rss")
                         for line in output:
                             print("     ", line)
@@ -795,6 +848,7 @@ def main() -> None:
                         if code not in (0, None):
                             print("    check output:\n" + check_output, flush=True)
                         measured[build] = {"seconds": seconds, "rss": rss, "output": output,
+                                           "disk": disk,
                                            "check_exit": code, "check_seconds": check_seconds,
                                            "check_output": check_output}
                     legacy_steps = None
@@ -807,7 +861,8 @@ def main() -> None:
                     conns = {b: psycopg.connect(urls[b], autocommit=True) for b in builds}
                     legacy_conn = psycopg.connect(legacy_url, autocommit=True)
                     if legacy_steps:
-                        print(f"    {legacy_steps['total']:.1f} s", flush=True)
+                        print(f"    {legacy_steps['total']:.1f} s · "
+                              f"{describe_disk(legacy_steps['disk'])}", flush=True)
                     else:  # its day, as the days between nights: not a night of its own
                         build_log.append({
                             "shape": shape, "build": "legacy", "how": "fill",
@@ -835,7 +890,8 @@ def main() -> None:
                             "check_exit": m["check_exit"],
                             "check_seconds": m["check_seconds"],
                             "check_output": m["check_output"],
-                            "peak_rss_mib": m["rss"], "tchap_stats_output": m["output"]})
+                            "peak_rss_mib": m["rss"], "disk": m["disk"],
+                            "tchap_stats_output": m["output"]})
                     built_until = night
             for conn in (*conns.values(), legacy_conn):
                 conn.close()
