@@ -602,6 +602,9 @@ def pg_bin_dir() -> Path:
     return found
 
 
+START_TIMEOUT = 120.0  # seconds for a restarted server's crash recovery
+
+
 class PrivatePostgres:
     """A PostgreSQL server of one's own (pgserver, unix socket only, in `pgdata`), that
     can be stopped hard and started again while clients are connected."""
@@ -626,12 +629,29 @@ class PrivatePostgres:
         self.stops += 1
 
     def start(self) -> None:
-        """Start the server again on the same data directory and socket."""
+        """Start the server again on the same data directory and socket. Its crash recovery
+        can outlast pgserver's 10-second wait for pg_ctl on a slow disk (it did once, at
+        2.7 ms a read): the postmaster goes on starting, and is waited for here."""
         with self.server._lock:
-            self.server.ensure_postgres_running()
+            try:
+                self.server.ensure_postgres_running()
+            except subprocess.TimeoutExpired:
+                self._wait_until_ready(START_TIMEOUT)
+                self.server.ensure_postgres_running()
         url = self.server.get_uri()
         if url != self.url:
             raise RuntimeError(f"the server came back elsewhere: {url} after {self.url}")
+
+    def _wait_until_ready(self, seconds: float) -> None:
+        from pgserver.utils import PostmasterInfo
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            info = PostmasterInfo.read_from_pgdata(self.pgdata)
+            if info is not None and info.is_running() and info.status == "ready":
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"PostgreSQL not ready after {seconds:.0f} s: {self.pgdata}")
 
     def close(self) -> None:
         self.server.cleanup()
