@@ -433,9 +433,7 @@ def disk_counters(path: Path) -> list[int] | None:
 
 def disk_activity(before: list[int] | None, after: list[int] | None,
                   seconds: float) -> dict | None:
-    """What the disk did between two disk_counters: a night that reads what it reads at
-    ten times the usual latency is the disk's doing, not the night's (the other servers
-    and the kernel share it)."""
+    """What the disk did between two disk_counters, over `seconds`."""
     if before is None or after is None:
         return None
     d = [a - b for a, b in zip(after, before, strict=True)]
