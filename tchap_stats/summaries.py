@@ -369,28 +369,26 @@ LOOKUP_ABOVE = 4.0
 
 def _new_tuples_by(conn: psycopg.Connection, added: Mapping[str, Any]) -> str:
     """How user_devices_monthly_add.sql finds the days' new tuples: "hash" or "lookup".
-    The month's tuples are its distinct devices (active_monthly); the days' rows are
-    estimated from the statistics _analyze_raw has just brought up to date (a month's days
-    are its day column's most common values), not counted (a second read of the days);
-    a grown day's rows are its late rows, counted."""
-    partitions = [partition_name(USER_DAILY_VISITS_EXPORT, m) for m in added["months"]]
-    held, rows, late = one(conn.execute(
+    The month's tuples are its distinct devices (active_monthly); the days' rows are the
+    planner's estimate from the statistics _analyze_raw has just brought up to date, not
+    counted (a second read of the days); a grown day's rows are its late rows, counted."""
+    held, late = one(conn.execute(
         "SELECT (SELECT coalesce(sum(devices), 0) FROM tchap_stats.active_monthly "
         "        WHERE dimension = 'overall' AND month = ANY(%(months)s::date[])), "
-        "       (SELECT coalesce(sum(c.reltuples * f.freq), 0) "
-        "        FROM pg_stats AS s "
-        "        JOIN pg_namespace AS n ON n.nspname = s.schemaname "
-        "        JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = s.tablename "
-        "        CROSS JOIN LATERAL unnest(s.most_common_vals::text::date[], "
-        "                                  s.most_common_freqs) AS f(day, freq) "
-        "        WHERE s.schemaname = %(schema)s AND s.tablename = ANY(%(partitions)s) "
-        "          AND s.attname = %(column)s AND f.day = ANY(%(days)s::date[]) "
-        "          AND f.day <> ALL(%(grown_days)s::date[])), "
         "       (SELECT count(*) FROM tchap_stats.late_rows "
         "        WHERE summary_group = 'monthly' AND visit_date = ANY(%(grown_days)s::date[]))",
-        {**added, "schema": _raw_schema.get(), "partitions": partitions,
-         "column": DAY_COLUMN}))
-    return "lookup" if float(held) > LOOKUP_ABOVE * (float(rows) + late) else "hash"
+        added))
+    rows = _estimated_rows(conn, added["raw_days"]) if added["raw_days"] else 0.0
+    return "lookup" if float(held) > LOOKUP_ABOVE * (rows + late) else "hash"
+
+
+def _estimated_rows(conn: psycopg.Connection, days: list[date]) -> float:
+    """The planner's estimate of the raw table's rows of `days`."""
+    plan = one(conn.execute(sql.SQL(
+        "EXPLAIN (FORMAT JSON) SELECT FROM {} WHERE {} = ANY(%s::date[])").format(
+            sql.Identifier(_raw_schema.get(), USER_DAILY_VISITS_EXPORT.table),
+            sql.Identifier(DAY_COLUMN)), (days,)))[0]
+    return float(plan[0]["Plan"]["Plan Rows"])
 
 
 def _rolling(conn: psycopg.Connection, plan: Plan, params: Mapping[str, object],
@@ -422,7 +420,7 @@ def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
     that expects a handful of rows for a day of 100,000 picks nested loops that never end.
     Every time: a new day is a value the statistics of a month's few days have never seen
     (estimated at one row). Its day column alone, from a small sample, unless a fifth of
-    the partition changed since its last full ANALYZE (0.08 s instead of 0.4 to 0.6 s:
+    the partition changed since its last full ANALYZE (0.01 s instead of 0.4 to 0.6 s:
     docs/design.md, "What keeps a night's cost flat as history grows")."""
     column = sql.Identifier(DAY_COLUMN)
     schema = _raw_schema.get()
@@ -439,8 +437,13 @@ def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
 
 STALE_SHARE = 0.2  # of a table's rows changed since its last ANALYZE (autovacuum's is 0.1)
 DAY_COLUMN = "visit_date"  # the raw table's partition column, which the summaries filter on
-# Rows sampled = 300 x target: 9,000 rows see each of a month's days hundreds of times.
-SAMPLE_STATISTICS_TARGET = 30
+# Rows sampled = 300 x target, each read from a page of its own, at random: a partition the
+# night finds out of memory (the first night after a bulk build) is read a page at a time.
+# 300 rows see each of a month's days about ten times, which is what the planner needs:
+# with no room for every day among the most common values, it estimates any day, the new
+# one too, at the month's rows over its days. A sample of 9,000 (a target of 30) read 9,000
+# pages, 18 s on a disk reading a page in 2 ms (benchmarks/README.md, "A cold month").
+SAMPLE_STATISTICS_TARGET = 1
 
 
 def _analyze(conn: psycopg.Connection, table: sql.Identifier) -> None:
@@ -448,14 +451,12 @@ def _analyze(conn: psycopg.Connection, table: sql.Identifier) -> None:
 
 
 def _analyze_sample(conn: psycopg.Connection, table: sql.Identifier,
-                    column: sql.Identifier | None = None) -> None:
-    """ANALYZE from a small sample (SAMPLE_STATISTICS_TARGET), the whole table or one
-    column. One column leaves the table's count of changes since its last full ANALYZE as
-    it was, so _is_stale still sees the other columns age."""
-    statement = (sql.SQL("ANALYZE {} ({})").format(table, column) if column
-                 else sql.SQL("ANALYZE {}").format(table))
+                    column: sql.Identifier) -> None:
+    """ANALYZE one column from a small sample (SAMPLE_STATISTICS_TARGET). One column
+    leaves the table's count of changes since its last full ANALYZE as it was, so _is_stale
+    still sees the other columns age."""
     with local_setting(conn, "default_statistics_target", str(SAMPLE_STATISTICS_TARGET)):
-        _timed(conn, statement, {})
+        _timed(conn, sql.SQL("ANALYZE {} ({})").format(table, column), {})
 
 
 def _is_stale(conn: psycopg.Connection, schema: str, name: str) -> bool:

@@ -16,9 +16,14 @@ FROM (
            coalesce(h.device_domain, false) AS device_domain,
            coalesce(h.device_platform, false) AS device_platform
     FROM (
-        SELECT {distinct} date_trunc('month', visit_date)::date AS month, user_id, device_id,
-               instance, domain, device_type, platform
-        FROM {day_rows} AS day_rows
+        SELECT * FROM (
+            SELECT {distinct} date_trunc('month', visit_date)::date AS month, user_id,
+                   device_id, instance, domain, device_type, platform
+            FROM {day_rows} AS day_rows
+        ) AS day_tuples
+        -- in the index's order: its pages, and the rows user_devices_monthly.sql laid out
+        -- in the same order, are read once each, in order, when the month is not in memory
+        ORDER BY month, hashtextextended(user_id, 0), hashtextextended(device_id, 0)
     ) AS t
     CROSS JOIN LATERAL (
         SELECT bool_or(m.instance = t.instance AND m.domain = t.domain
