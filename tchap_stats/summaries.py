@@ -378,12 +378,14 @@ def _new_tuples_by(conn: psycopg.Connection, added: Mapping[str, Any]) -> str:
         "       (SELECT count(*) FROM tchap_stats.late_rows "
         "        WHERE summary_group = 'monthly' AND visit_date = ANY(%(grown_days)s::date[]))",
         added))
-    rows = _estimated_rows(conn, added["raw_days"]) if added["raw_days"] else 0.0
+    rows = _estimated_rows(conn, added["raw_days"])
     return "lookup" if float(held) > LOOKUP_ABOVE * (rows + late) else "hash"
 
 
 def _estimated_rows(conn: psycopg.Connection, days: list[date]) -> float:
-    """The planner's estimate of the raw table's rows of `days`."""
+    """The planner's estimate of the raw table's rows of `days` (none: no statement)."""
+    if not days:
+        return 0.0
     plan = one(conn.execute(sql.SQL(
         "EXPLAIN (FORMAT JSON) SELECT FROM {} WHERE {} = ANY(%s::date[])").format(
             sql.Identifier(_raw_schema.get(), USER_DAILY_VISITS_EXPORT.table),

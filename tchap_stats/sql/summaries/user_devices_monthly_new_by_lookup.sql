@@ -21,8 +21,9 @@ FROM (
                    device_id, instance, domain, device_type, platform
             FROM {day_rows} AS day_rows
         ) AS day_tuples
-        -- in the index's order: its pages, and the rows user_devices_monthly.sql laid out
-        -- in the same order, are read once each, in order, when the month is not in memory
+        -- in the index's order (outside the DISTINCT, whose ORDER BY may name only its
+        -- columns): its pages, and the rows user_devices_monthly.sql laid out in the same
+        -- order, are read once each, in order, when the month is not in memory
         ORDER BY month, hashtextextended(user_id, 0), hashtextextended(device_id, 0)
     ) AS t
     CROSS JOIN LATERAL (
