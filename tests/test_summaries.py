@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from tchap_stats import summaries
 from tchap_stats.cli import cli
 from tchap_stats.schema import DASHBOARD_NAMES
-from tchap_stats.summaries import SUMMARIES, check, refresh_changed, refresh_range
+from tchap_stats.summaries import (
+    STALE_STATISTICS_TARGET,
+    SUMMARIES,
+    check,
+    refresh_changed,
+    refresh_range,
+)
 from tchap_stats.synthetic.generate import Options, generate
 
 from .conftest import load, write_file
@@ -499,6 +505,10 @@ def test_a_small_new_day_refreshes_only_the_day_column_statistics(settings, data
         write_file(exports_dir, day, [(f"@u{i}", "D", f"{day} 12:00:00+01", ua, "i", "d.fr")
                                       for i in range(300)])
     load(settings, database_url, exports_dir, days)
+    # A new partition is stale: analyzed whole, from a small sample (STALE_STATISTICS_TARGET)
+    bounds = db.execute("SELECT array_length(histogram_bounds::text::text[], 1) FROM pg_stats "
+                        "WHERE tablename = 'user_daily_visits_p2024_11' AND attname = 'user_id'")
+    assert 2 <= bounds.fetchone()[0] <= STALE_STATISTICS_TARGET + 1
     small = first + timedelta(days=6)
     write_file(exports_dir, small, [(f"@s{i}", "D", f"{small} 12:00:00+01", ua, "i", "d.fr")
                                     for i in range(20)])
