@@ -810,13 +810,13 @@ def main() -> None:
                                       "last": days[-1].isoformat(), "seconds": seconds})
                     print(f"    {seconds:.0f} s", flush=True)
                 print(f"  {shape}: legacy history …", flush=True)
-                seconds = build_legacy(legacy_conn, population, legacy_behind + days,
+                legacy_days, legacy_behind = legacy_behind + days, []
+                seconds = build_legacy(legacy_conn, population, legacy_days,
                                        first_build=not legacy_built)
-                legacy_behind = []
                 legacy_built = True
                 build_log.append({"shape": shape, "build": "legacy", "how": "build",
-                                  "first": days[0].isoformat(), "last": days[-1].isoformat(),
-                                  "seconds": seconds})
+                                  "first": legacy_days[0].isoformat(),
+                                  "last": legacy_days[-1].isoformat(), "seconds": seconds})
                 print(f"    {seconds:.0f} s", flush=True)
                 built_until = days[-1]
                 for night, kind, paired in nights:
