@@ -434,7 +434,7 @@ def _analyze_raw(conn: psycopg.Connection, months: list[date]) -> None:
         if _is_stale(conn, schema, name):
             _analyze(conn, table, STALE_STATISTICS_TARGET)
         else:
-            _analyze_sample(conn, table, column)
+            _analyze(conn, table, SAMPLE_STATISTICS_TARGET, column)
 
 
 STALE_SHARE = 0.2  # of a table's rows changed since its last ANALYZE (autovacuum's is 0.1)
@@ -455,23 +455,20 @@ STALE_STATISTICS_TARGET = 10
 
 
 def _analyze(conn: psycopg.Connection, table: sql.Identifier,
-             statistics_target: int | None = None) -> None:
-    """ANALYZE the table, from a sample of 300 x statistics_target rows if given (else the
-    server's default_statistics_target, 100 unless configured)."""
+             statistics_target: int | None = None,
+             column: sql.Identifier | None = None) -> None:
+    """ANALYZE the table, or only its column, from a sample of 300 x statistics_target rows
+    if given (else the server's default_statistics_target, 100 unless configured). One
+    column leaves the table's count of changes since its last full ANALYZE as it was, so
+    _is_stale still sees the other columns age."""
+    statement = sql.SQL("ANALYZE {}").format(table)
+    if column is not None:
+        statement = sql.SQL("ANALYZE {} ({})").format(table, column)
     if statistics_target is None:
-        _timed(conn, sql.SQL("ANALYZE {}").format(table), {})
+        _timed(conn, statement, {})
         return
     with local_setting(conn, "default_statistics_target", str(statistics_target)):
-        _timed(conn, sql.SQL("ANALYZE {}").format(table), {})
-
-
-def _analyze_sample(conn: psycopg.Connection, table: sql.Identifier,
-                    column: sql.Identifier) -> None:
-    """ANALYZE one column from a small sample (SAMPLE_STATISTICS_TARGET). One column
-    leaves the table's count of changes since its last full ANALYZE as it was, so _is_stale
-    still sees the other columns age."""
-    with local_setting(conn, "default_statistics_target", str(SAMPLE_STATISTICS_TARGET)):
-        _timed(conn, sql.SQL("ANALYZE {} ({})").format(table, column), {})
+        _timed(conn, statement, {})
 
 
 def _is_stale(conn: psycopg.Connection, schema: str, name: str) -> bool:
