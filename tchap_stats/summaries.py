@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -461,13 +461,11 @@ def _analyze(conn: psycopg.Connection, table: sql.Identifier,
     if given (else the server's default_statistics_target, 100 unless configured). One
     column leaves the table's count of changes since its last full ANALYZE as it was, so
     _is_stale still sees the other columns age."""
-    statement = sql.SQL("ANALYZE {}").format(table)
-    if column is not None:
-        statement = sql.SQL("ANALYZE {} ({})").format(table, column)
-    if statistics_target is None:
-        _timed(conn, statement, {})
-        return
-    with local_setting(conn, "default_statistics_target", str(statistics_target)):
+    statement = (sql.SQL("ANALYZE {}").format(table) if column is None
+                 else sql.SQL("ANALYZE {} ({})").format(table, column))
+    sample = (nullcontext() if statistics_target is None
+              else local_setting(conn, "default_statistics_target", str(statistics_target)))
+    with sample:
         _timed(conn, statement, {})
 
 
